@@ -1,0 +1,160 @@
+"""Carrier scans: stored once, matched to orders, applied through the workflow.
+
+A scan moves an order only along the online flow (SPEC §2.2, invariant 1):
+the merchant's inbound parcel by its inbound tracking number, the outbound
+parcel by the order's own online waybill. A scan that names an order under
+any other number is recorded on the order as an offline shipment and moves
+nothing. The carrier's ``occurred_at`` is the event time (invariant 7).
+Scans that arrive before their order or their number, or before the scan
+that must precede them, wait as ``pending`` and are applied when they fit.
+"""
+
+import contextvars
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from orders import errors, workflow
+from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, EventSource, OrderState, ScanOutcome, ScanStatus
+from orders.models import CarrierScan, Order
+
+S = OrderState
+CARRIER = workflow.Actor.system(EventSource.CARRIER)
+# Scans being applied right now: applying one can give its order a number,
+# and the scans waiting for that number must not include the one at hand.
+_resolving: contextvars.ContextVar[frozenset] = contextvars.ContextVar("resolving", default=frozenset())
+
+
+def record_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tuple[CarrierScan, bool]:
+    """Store one scan and apply what it says. Returns ``(scan, created)``;
+    a scan already stored is returned unchanged with ``created`` false."""
+    cleaned = workflow.clean_params(
+        Action.OFFLINE_SHIPMENT, {"carrier": carrier, "tracking_no": tracking_no, "status": status}
+    )
+    if occurred_at is None:
+        raise errors.InvalidInput(workflow.msg_required, field="occurred_at", name="occurred_at")
+    occurred_at = workflow.clean_time(occurred_at)
+    order_no = workflow.clean_text({"order_no": order_no}, "order_no", required=False, max_length=64)
+    identity = {
+        "carrier": cleaned["carrier"],
+        "tracking_no": cleaned["tracking_no"],
+        "status": status,
+        "occurred_at": occurred_at,
+        "order_no": order_no,
+    }
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                scan = CarrierScan.objects.create(outcome=ScanOutcome.PENDING, **identity)
+        except IntegrityError:
+            return CarrierScan.objects.get(**identity), False
+        for order in _resolve(scan):
+            apply_waiting_scans(order)
+    return scan, True
+
+
+def apply_waiting_scans(order: Order) -> int:
+    """Apply pending scans that now fit ``order`` (it just got a number, was
+    just created, or just moved); returns how many were applied."""
+    applied = 0
+    while True:
+        numbers = [n for n in (order.inbound_tracking_no, order.waybill_no) if n]
+        waiting = (
+            CarrierScan.objects.filter(outcome=ScanOutcome.PENDING)
+            .filter(Q(order_no=order.order_no) | Q(order_no="", tracking_no__in=numbers))
+            .exclude(pk__in=_resolving.get())
+        )
+        progressed = False
+        for scan in waiting.order_by("occurred_at", "pk"):
+            if _resolve(scan):
+                applied += 1
+                progressed = True
+                order.refresh_from_db()
+                break
+        if not progressed:
+            return applied
+
+
+def _resolve(scan) -> list[Order]:
+    """Decide what ``scan`` means now, apply it, save its outcome; returns the orders it changed."""
+    if scan.order_no:
+        orders = list(Order.objects.filter(order_no=scan.order_no))
+    else:
+        orders = list(
+            Order.objects.filter(Q(waybill_no=scan.tracking_no) | Q(inbound_tracking_no=scan.tracking_no)).order_by(
+                "pk"
+            )
+        )
+    outcomes, changed = [], []
+    token = _resolving.set(_resolving.get() | {scan.pk})
+    try:
+        for order in orders:
+            outcome = _apply(scan, order)
+            outcomes.append(outcome)
+            if outcome in (ScanOutcome.APPLIED, ScanOutcome.OFFLINE):
+                changed.append(order)
+    finally:
+        _resolving.reset(token)
+    for outcome in (ScanOutcome.OFFLINE, ScanOutcome.APPLIED, ScanOutcome.PENDING, ScanOutcome.IGNORED):
+        if outcome in outcomes:
+            scan.outcome = outcome
+            break
+    else:
+        scan.outcome = ScanOutcome.PENDING
+    scan.order = orders[0] if len(orders) == 1 else None
+    scan.save(update_fields=["outcome", "order"])
+    return changed
+
+
+def _apply(scan, order) -> str:
+    """Apply ``scan`` to ``order`` one workflow step at a time, deciding each
+    step afresh: a step can itself release other waiting scans."""
+    applied = False
+    params = {"carrier": scan.carrier, "tracking_no": scan.tracking_no}
+    while order.state not in TERMINAL_STATES:
+        step = _next_step(scan, order)
+        if step is None:
+            workflow.perform(
+                order,
+                Action.OFFLINE_SHIPMENT,
+                CARRIER,
+                occurred_at=scan.occurred_at,
+                expected_version=None,
+                status=scan.status,
+                **params,
+            )
+            return ScanOutcome.OFFLINE
+        if step in (ScanOutcome.PENDING, ScanOutcome.IGNORED):
+            return ScanOutcome.APPLIED if applied else step
+        order = workflow.perform(order, step, CARRIER, occurred_at=scan.occurred_at, expected_version=None, **params)
+        order.refresh_from_db()
+        applied = True
+    return ScanOutcome.APPLIED if applied else ScanOutcome.IGNORED
+
+
+def _next_step(scan, order):
+    """The next workflow action this scan takes on ``order``; ``PENDING`` when
+    it came too early, ``IGNORED`` when the order is already past it, and
+    ``None`` for a scan outside the online flow."""
+    number, picked_up = scan.tracking_no, scan.status == ScanStatus.PICKED_UP
+    if order.waybill_no and number == order.waybill_no:
+        wanted = S.WAYBILL_PRINTED if picked_up else S.OUTBOUND
+    elif order.inbound_tracking_no and number == order.inbound_tracking_no:
+        wanted = S.AWAITING_SHIPMENT if picked_up else S.INBOUND
+    elif scan.order_no and order.state == S.AWAITING_SHIPMENT and not order.inbound_tracking_no:
+        # The carrier reports the merchant's parcel before the merchant did:
+        # its number becomes the inbound number (a delivery implies the pickup).
+        return Action.CARRIER_PICKUP
+    elif scan.order_no:
+        return None
+    else:
+        return ScanOutcome.PENDING
+    here, there = _position(order.state), _position(wanted)
+    if here == there:
+        return Action.CARRIER_PICKUP if picked_up else Action.CARRIER_DELIVERY
+    return ScanOutcome.PENDING if here < there else ScanOutcome.IGNORED
+
+
+def _position(state) -> int:
+    return FLOW_ORDER.index(state)

@@ -1,0 +1,105 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class OrderState(models.TextChoices):
+    AWAITING_SHIPMENT = "awaiting_shipment", _("Awaiting shipment to provider")
+    INBOUND = "inbound", _("In transit to provider")
+    ARRIVED = "arrived", _("Pending sign-in")
+    SIGNED_IN = "signed_in", _("Signed in by the provider")
+    APPRAISED = "appraised", _("Appraised")
+    INSPECTED = "inspected", _("Inspected")
+    PACKED = "packed", _("Packed")
+    WAYBILL_PRINTED = "waybill_printed", _("Waybill printed, awaiting pickup")
+    OUTBOUND = "outbound", _("Picked up, in transit")
+    DELIVERED = "delivered", _("Delivered to the buyer")
+    COMPLETED = "completed", _("Completed")
+    RETURNED = "returned", _("Returned to merchant")
+    REFUNDED = "refunded", _("Refunded")
+    AUTO_REFUNDED = "auto_refunded", _("Auto-refunded (loss)")
+
+
+TERMINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.RETURNED, OrderState.REFUNDED, OrderState.AUTO_REFUNDED})
+OPEN_STATES = frozenset(s for s in OrderState if s not in TERMINAL_STATES)
+# The order in which an order normally passes through the states; used to
+# tell a carrier scan that came early from one that came late.
+FLOW_ORDER = [
+    OrderState.AWAITING_SHIPMENT,
+    OrderState.INBOUND,
+    OrderState.ARRIVED,
+    OrderState.SIGNED_IN,
+    OrderState.APPRAISED,
+    OrderState.INSPECTED,
+    OrderState.PACKED,
+    OrderState.WAYBILL_PRINTED,
+    OrderState.OUTBOUND,
+    OrderState.DELIVERED,
+]
+
+
+class AppraisalResult(models.TextChoices):
+    PASS = "pass", _("Pass")
+    FAIL = "fail", _("Fail")
+    NOT_REQUIRED = "not_required", _("No appraisal needed")
+
+
+# The results that generate an appraisal fee; a split group may carry one.
+FEE_RESULTS = frozenset({AppraisalResult.PASS, AppraisalResult.FAIL})
+
+
+class BlockedStage(models.TextChoices):
+    ENTRY = "entry", _("Cannot enter the order")
+    INSPECTION = "inspection", _("Cannot inspect")
+    PACKING = "packing", _("Cannot pack")
+
+
+class EventSource(models.TextChoices):
+    WEB = "web", _("Web")
+    API = "api", _("API")
+    CARRIER = "carrier", _("Carrier")
+    PLATFORM = "platform", _("Platform")
+    SWEEP = "sweep", _("Sweep")
+
+
+class Action(models.TextChoices):
+    """Everything that can happen to an order; each writes one event."""
+
+    CREATE = "create", _("Order created")
+    SHIP = "ship", _("Record shipment to provider")
+    CARRIER_PICKUP = "carrier_pickup", _("Carrier picked up")
+    CARRIER_DELIVERY = "carrier_delivery", _("Carrier delivered")
+    OFFLINE_SHIPMENT = "offline_shipment", _("Carrier scan outside the online flow")
+    SIGN_IN = "sign_in", _("Sign in")
+    SIGN_IN_ON_BEHALF = "sign_in_on_behalf", _("Sign in on the provider's behalf")
+    APPRAISE = "appraise", _("Record appraisal result")
+    INSPECT = "inspect", _("Quality inspection")
+    PACK = "pack", _("Pack")
+    PRINT_WAYBILL = "print_waybill", _("Print online waybill")
+    REPORT_BLOCKED = "report_blocked", _("Report blocked flow")
+    UNBLOCK = "unblock", _("Unblock")
+    EXTEND_DEADLINE = "extend_deadline", _("Extend confirmation time")
+    REFUND = "refund", _("Refund")
+    CONFIRM = "confirm", _("Confirm receipt")
+    EXPIRE = "expire", _("Automatic confirmation deadline passed")
+
+
+class ScanStatus(models.TextChoices):
+    PICKED_UP = "picked_up", _("Picked up")
+    DELIVERED = "delivered", _("Delivered")
+
+
+class ScanOutcome(models.TextChoices):
+    APPLIED = "applied", _("Applied to the order")
+    PENDING = "pending", _("Waiting for its order")
+    OFFLINE = "offline", _("Offline shipment")
+    IGNORED = "ignored", _("Ignored (order already past it)")
+
+
+class FeeKind(models.TextChoices):
+    APPRAISAL = "appraisal", _("Appraisal fee")
+    LOGISTICS = "logistics", _("Logistics fee")
+
+
+class SplitChoice(models.TextChoices):
+    REFUND_AND_REBUY = "A", _("Refund and re-buy as normal orders")
+    KEEP_NOT_REQUIRED = "B", _("Keep, no appraisal, every waybill picked up and delivered")

@@ -1,0 +1,292 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from orders.choices import (
+    FEE_RESULTS,
+    OPEN_STATES,
+    Action,
+    AppraisalResult,
+    BlockedStage,
+    EventSource,
+    FeeKind,
+    OrderState,
+    ScanOutcome,
+    ScanStatus,
+    SplitChoice,
+)
+from portal.choices import OrganisationKind
+
+_open = Q(state__in=sorted(OPEN_STATES))
+
+
+class OrderQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The orders ``user`` may see: the platform all, a merchant its own, a provider those assigned to it."""
+        if not user.is_authenticated:
+            return self.none()
+        org = user.organisation if user.organisation_id else None
+        if org is None:
+            return self.all() if user.is_superuser else self.none()
+        return self.visible_to_organisation(org)
+
+    def visible_to_organisation(self, org):
+        """The orders an organisation (a person's or an API key's) may see."""
+        if org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        if org.kind == OrganisationKind.MERCHANT:
+            return self.filter(merchant=org)
+        if org.kind == OrganisationKind.PROVIDER:
+            return self.filter(provider=org)
+        return self.none()
+
+    def open(self):
+        return self.filter(_open)
+
+    def split_group(self, trade_no, sku):
+        return self.filter(trade_no=trade_no, sku=sku)
+
+
+class Order(models.Model):
+    """One platform sub-order carrying the appraisal service (SPEC §2).
+
+    ``state`` and the fields the workflow owns are changed only by
+    ``orders.workflow``; every change bumps ``version`` and writes one
+    ``OrderEvent`` whose ``seq`` is the new version.
+    """
+
+    order_no = models.CharField(_("order number"), max_length=64, unique=True)
+    trade_no = models.CharField(_("trade number"), max_length=64)
+    merchant = models.ForeignKey(
+        "portal.Organisation",
+        verbose_name=_("merchant"),
+        on_delete=models.PROTECT,
+        related_name="merchant_orders",
+        limit_choices_to={"kind": OrganisationKind.MERCHANT},
+    )
+    provider = models.ForeignKey(
+        "portal.Organisation",
+        verbose_name=_("provider"),
+        on_delete=models.PROTECT,
+        related_name="provider_orders",
+        limit_choices_to={"kind": OrganisationKind.PROVIDER},
+    )
+    sku = models.CharField(_("SKU"), max_length=64)
+    item_title = models.CharField(_("item"), max_length=300)
+    quantity = models.PositiveIntegerField(_("quantity"), default=1, validators=[MinValueValidator(1)])
+    amount = models.DecimalField(
+        _("amount (CNY)"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    paid_at = models.DateTimeField(_("paid at"))
+    auto_confirm_at = models.DateTimeField(_("automatic confirmation deadline"))
+
+    state = models.CharField(
+        _("state"), max_length=24, choices=OrderState.choices, default=OrderState.AWAITING_SHIPMENT
+    )
+    appraisal_result = models.CharField(
+        _("appraisal result"), max_length=16, choices=AppraisalResult.choices, blank=True
+    )
+    flow_blocked = models.BooleanField(_("flow blocked"), default=False)
+    blocked_stage = models.CharField(_("blocked at"), max_length=16, choices=BlockedStage.choices, blank=True)
+    blocked_reason = models.TextField(_("why the flow is blocked"), blank=True)
+
+    inbound_carrier = models.CharField(_("inbound carrier"), max_length=64, blank=True)
+    inbound_tracking_no = models.CharField(_("inbound tracking number"), max_length=64, blank=True)
+    inbound_delivered_at = models.DateTimeField(_("delivered to provider at"), null=True, blank=True)
+
+    waybill_no = models.CharField(_("online waybill"), max_length=64, blank=True)
+    waybill_printed_at = models.DateTimeField(_("waybill printed at"), null=True, blank=True)
+    picked_up_at = models.DateTimeField(_("picked up at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+
+    state_changed_at = models.DateTimeField(_("state changed at"))
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["auto_confirm_at", "id"]
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        indexes = [
+            models.Index(fields=["trade_no", "sku"], name="order_split_group"),
+            models.Index(fields=["provider", "state", "auto_confirm_at"], name="order_provider_state"),
+            models.Index(fields=["merchant", "state", "auto_confirm_at"], name="order_merchant_state"),
+            # The deadline sweep reads only open orders by deadline.
+            models.Index(fields=["auto_confirm_at"], condition=_open, name="order_open_deadline"),
+            models.Index(fields=["state", "state_changed_at"], condition=_open, name="order_open_state_age"),
+            models.Index(fields=["waybill_no"], condition=~Q(waybill_no=""), name="order_waybill"),
+            models.Index(fields=["inbound_tracking_no"], condition=~Q(inbound_tracking_no=""), name="order_inbound_no"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(flow_blocked=False) | ~Q(blocked_stage=""), name="order_blocked_has_stage"
+            ),
+        ]
+
+    def __str__(self):
+        return self.order_no
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state not in OPEN_STATES
+
+    @property
+    def carries_appraisal_fee(self) -> bool:
+        return self.appraisal_result in FEE_RESULTS
+
+    def split_group_orders(self):
+        """Every order of this order's split group, itself included."""
+        return Order.objects.split_group(self.trade_no, self.sku)
+
+
+class AppendOnlyError(Exception):
+    """An attempt to change or delete a recorded event."""
+
+
+class OrderEvent(models.Model):
+    """One thing that happened to an order. Written once, in the same
+    transaction as the change, and never changed or deleted (SPEC §2.2, 4)."""
+
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField(_("sequence"))
+    action = models.CharField(_("action"), max_length=24, choices=Action.choices)
+    source = models.CharField(_("source"), max_length=16, choices=EventSource.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_organisation = models.ForeignKey(
+        "portal.Organisation",
+        verbose_name=_("organisation"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    from_state = models.CharField(_("from"), max_length=24, choices=OrderState.choices, blank=True)
+    to_state = models.CharField(_("to"), max_length=24, choices=OrderState.choices)
+    payload = models.JSONField(_("details"), default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["order", "seq"]
+        verbose_name = _("order event")
+        verbose_name_plural = _("order events")
+        constraints = [models.UniqueConstraint(fields=["order", "seq"], name="order_event_seq_unique")]
+
+    def __str__(self):
+        return f"{self.order_id}#{self.seq} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("order events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("order events are append-only")
+
+    @property
+    def changes_state(self) -> bool:
+        return self.from_state != self.to_state
+
+
+class FeeCharge(models.Model):
+    """What the merchant is charged (SPEC §2.3): one appraisal fee per order
+    that completes or returns with pass/fail, one logistics fee per online
+    waybill picked up. The amount is the provider's fee at that moment."""
+
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="fees")
+    kind = models.CharField(_("fee"), max_length=16, choices=FeeKind.choices)
+    amount = models.DecimalField(_("amount (CNY)"), max_digits=10, decimal_places=2)
+    waybill_no = models.CharField(_("online waybill"), max_length=64, blank=True)
+    charged_at = models.DateTimeField(_("charged at"))
+
+    class Meta:
+        ordering = ["charged_at", "id"]
+        verbose_name = _("fee charge")
+        verbose_name_plural = _("fee charges")
+        constraints = [models.UniqueConstraint(fields=["order", "kind"], name="fee_once_per_order_and_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.amount} ({self.order_id})"
+
+
+class SplitGroup(models.Model):
+    """The merchant's answer for a split group (orders sharing ``trade_no`` and ``sku``)."""
+
+    trade_no = models.CharField(_("trade number"), max_length=64)
+    sku = models.CharField(_("SKU"), max_length=64)
+    choice = models.CharField(_("merchant's choice"), max_length=1, choices=SplitChoice.choices, blank=True)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    chosen_at = models.DateTimeField(_("chosen at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("split group")
+        verbose_name_plural = _("split groups")
+        constraints = [models.UniqueConstraint(fields=["trade_no", "sku"], name="split_group_unique")]
+
+    def __str__(self):
+        return f"{self.trade_no} / {self.sku}"
+
+    def orders(self):
+        return Order.objects.split_group(self.trade_no, self.sku)
+
+
+class CarrierScan(models.Model):
+    """A scan reported by a carrier, kept whether or not it moved an order.
+
+    Scans for a number no order has yet wait as ``pending`` and are applied
+    when an order gets that number; the same scan reported twice is stored once.
+    """
+
+    carrier = models.CharField(_("carrier"), max_length=64)
+    tracking_no = models.CharField(_("tracking number"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=ScanStatus.choices)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    order_no = models.CharField(_("order number named by the carrier"), max_length=64, blank=True)
+    order = models.ForeignKey(
+        Order, verbose_name=_("order"), on_delete=models.PROTECT, null=True, blank=True, related_name="scans"
+    )
+    outcome = models.CharField(_("outcome"), max_length=16, choices=ScanOutcome.choices)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        verbose_name = _("carrier scan")
+        verbose_name_plural = _("carrier scans")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["carrier", "tracking_no", "status", "occurred_at", "order_no"], name="carrier_scan_once"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tracking_no", "occurred_at"],
+                condition=Q(outcome=ScanOutcome.PENDING),
+                name="carrier_scan_pending",
+            ),
+            models.Index(
+                fields=["order_no"],
+                condition=Q(outcome=ScanOutcome.PENDING) & ~Q(order_no=""),
+                name="carrier_scan_pending_order",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.carrier} {self.tracking_no} {self.status}"

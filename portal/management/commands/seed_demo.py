@@ -1,0 +1,34 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from portal import demo
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo organisations, logins and orders (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--orders", type=int, default=300, help="how many demo orders (default 300; 0 for none)")
+        parser.add_argument("--credentials", type=Path, help="write the logins and keys to this file as JSON")
+
+    def handle(self, *args, orders, credentials, **options):
+        if orders < 0:
+            raise CommandError("--orders must be 0 or more")
+        with transaction.atomic():
+            logins = demo.seed_people()
+        created = demo.seed_orders(orders) if orders else 0
+        data = {"users": logins, "api_keys": {}, "carrier_webhook_secret": ""}
+        if credentials:
+            credentials.parent.mkdir(parents=True, exist_ok=True)
+            credentials.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.stdout.write(f"Demo data ready: {created} new orders ({orders} asked for).")
+        self.stdout.write("Logins (username / password, organisation):")
+        for login in logins:
+            self.stdout.write(
+                f"  {login['username']:<14} {login['password']:<26} {login['organisation']} ({login['kind']})"
+            )
+        if credentials:
+            self.stdout.write(f"Written to {credentials}")

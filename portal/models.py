@@ -1,0 +1,95 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from portal.choices import OrganisationKind
+
+code_validator = RegexValidator(
+    r"^[A-Z0-9][A-Z0-9_-]*$", _("Use capital letters, digits, '-' and '_' only, e.g. M-DEMO-1.")
+)
+
+
+class Organisation(models.Model):
+    """A merchant, an appraisal provider, or the platform itself."""
+
+    code = models.CharField(_("code"), max_length=32, unique=True, validators=[code_validator])
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=16, choices=OrganisationKind.choices)
+    appraisal_fee = models.DecimalField(
+        _("appraisal fee (CNY)"),
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Providers only: charged to the merchant once per appraised item."),
+    )
+    logistics_fee = models.DecimalField(
+        _("logistics fee (CNY)"),
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text=_("Providers only: charged to the merchant for each online waybill picked up."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("organisation")
+        verbose_name_plural = _("organisations")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(appraisal_fee__gte=0) & models.Q(logistics_fee__gte=0),
+                name="organisation_fees_not_negative",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.kind == OrganisationKind.PLATFORM
+
+    @property
+    def is_merchant(self) -> bool:
+        return self.kind == OrganisationKind.MERCHANT
+
+    @property
+    def is_provider(self) -> bool:
+        return self.kind == OrganisationKind.PROVIDER
+
+
+class User(AbstractUser):
+    """A person who works for exactly one organisation (administrators may have none)."""
+
+    organisation = models.ForeignKey(
+        Organisation,
+        verbose_name=_("organisation"),
+        on_delete=models.PROTECT,
+        related_name="users",
+        null=True,
+        blank=True,
+    )
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
+
+    class Meta(AbstractUser.Meta):
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(organisation__isnull=False) | models.Q(is_superuser=True),
+                name="user_has_organisation_unless_superuser",
+            ),
+        ]
+
+    @property
+    def kind(self) -> str | None:
+        return self.organisation.kind if self.organisation_id else None

@@ -1,0 +1,135 @@
+"""Personas and service gates shared by every test.
+
+The personas follow one story: two merchants, two providers, the platform's
+operator, and an outsider whose organisation has nothing to do with any of
+them.
+"""
+
+import os
+
+import pytest
+from django.db import connection
+
+from portal.choices import OrganisationKind
+from tests.factories import OrganisationFactory, UserFactory
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
+
+
+def _unavailable(what):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def postgres(db):
+    """Skip (or fail, under REQUIRE_SERVICES=1) unless the test database is PostgreSQL."""
+    if connection.vendor != "postgresql":
+        _unavailable("PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis URL, or skip (fail under REQUIRE_SERVICES=1) when there is none reachable."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        _unavailable("Redis (set REDIS_URL)")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at {url} ({exc})")
+    return url
+
+
+@pytest.fixture
+def platform(db):
+    return OrganisationFactory(code="PLATFORM", name="Platform", kind=OrganisationKind.PLATFORM)
+
+
+@pytest.fixture
+def merchant_org(db):
+    return OrganisationFactory(code="M-1", name="Merchant One", kind=OrganisationKind.MERCHANT)
+
+
+@pytest.fixture
+def merchant2_org(db):
+    return OrganisationFactory(code="M-2", name="Merchant Two", kind=OrganisationKind.MERCHANT)
+
+
+@pytest.fixture
+def provider_org(db):
+    return OrganisationFactory(code="P-1", name="Provider One", kind=OrganisationKind.PROVIDER)
+
+
+@pytest.fixture
+def provider2_org(db):
+    return OrganisationFactory(
+        code="P-2", name="Provider Two", kind=OrganisationKind.PROVIDER, appraisal_fee="45.00", logistics_fee="15.00"
+    )
+
+
+@pytest.fixture
+def outsider_org(db):
+    return OrganisationFactory(code="P-OUT", name="Unrelated Provider", kind=OrganisationKind.PROVIDER)
+
+
+@pytest.fixture
+def merchant(merchant_org):
+    return UserFactory(username="alice", organisation=merchant_org)
+
+
+@pytest.fixture
+def merchant2(merchant2_org):
+    return UserFactory(username="bob", organisation=merchant2_org)
+
+
+@pytest.fixture
+def provider(provider_org):
+    return UserFactory(username="carol", organisation=provider_org)
+
+
+@pytest.fixture
+def provider2(provider2_org):
+    return UserFactory(username="dave", organisation=provider2_org)
+
+
+@pytest.fixture
+def operator(platform):
+    return UserFactory(username="olivia", organisation=platform)
+
+
+@pytest.fixture
+def outsider(outsider_org):
+    return UserFactory(username="oscar", organisation=outsider_org)
+
+
+@pytest.fixture
+def personas(merchant, merchant2, provider, provider2, operator, outsider):
+    return {
+        "merchant": merchant,
+        "merchant2": merchant2,
+        "provider": provider,
+        "provider2": provider2,
+        "operator": operator,
+        "outsider": outsider,
+    }
+
+
+@pytest.fixture
+def order(merchant_org, provider_org, platform):
+    """A fresh order of the first merchant, assigned to the first provider."""
+    from tests.factories import new_order
+
+    return new_order(merchant_org, provider_org)
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Tests read messages in English unless they switch language themselves."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield

@@ -1,0 +1,128 @@
+"""Factories and a driver that moves orders through the real workflow."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import factory
+from django.utils import timezone
+
+from orders import carrier, workflow
+from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanStatus
+from portal.choices import OrganisationKind
+from portal.models import Organisation, User
+
+S = OrderState
+
+
+class OrganisationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organisation
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"ORG-{n}")
+    name = factory.LazyAttribute(lambda o: f"Organisation {o.code}")
+    kind = OrganisationKind.MERCHANT
+    appraisal_fee = Decimal("30.00")
+    logistics_fee = Decimal("12.00")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    organisation = factory.SubFactory(OrganisationFactory)
+    language = "en"
+    password = factory.django.Password("correct horse battery staple")
+
+
+_order_numbers = iter(range(1, 10**9))
+
+
+def new_order(merchant, provider, *, trade_no=None, sku="SKU-1", deadline_in=timedelta(days=10), **fields):
+    """A fresh order, created the way the platform creates one."""
+    platform = Organisation.objects.get_or_create(
+        code="PLATFORM", defaults={"name": "Platform", "kind": OrganisationKind.PLATFORM}
+    )[0]
+    number = next(_order_numbers)
+    now = timezone.now()
+    values = {
+        "order_no": f"O{number:08d}",
+        "trade_no": trade_no or f"T{number:08d}",
+        "merchant": merchant,
+        "provider": provider,
+        "sku": sku,
+        "item_title": "Sneakers",
+        "quantity": 1,
+        "amount": Decimal("1234.50"),
+        "paid_at": now - timedelta(hours=1),
+        "auto_confirm_at": now + deadline_in,
+    }
+    values.update(fields)
+    return workflow.create_order(workflow.Actor.of_organisation(platform, EventSource.PLATFORM), **values)
+
+
+def platform_actor():
+    org = Organisation.objects.get(code="PLATFORM")
+    return workflow.Actor.of_organisation(org, EventSource.PLATFORM)
+
+
+def advance(order, target, *, result=AppraisalResult.PASS, signed_by_scan=True):
+    """Drive ``order`` along the online flow until it is in ``target``, as
+    its merchant, provider, carrier and the platform would, and return it."""
+    merchant = workflow.Actor.of_organisation(order.merchant, EventSource.API)
+    provider = workflow.Actor.of_organisation(order.provider, EventSource.API)
+    if target == S.REFUNDED:
+        return workflow.perform(order, Action.REFUND, platform_actor(), reason="buyer refunded")
+    if target == S.AUTO_REFUNDED:
+        return workflow.perform(order, Action.EXPIRE, workflow.Actor.system(EventSource.SWEEP))
+    if target == S.RETURNED:
+        result = AppraisalResult.FAIL
+    while order.state != target:
+        state = order.state
+        if state == S.AWAITING_SHIPMENT:
+            order = workflow.perform(order, Action.SHIP, merchant, carrier="SF", tracking_no=f"SF{order.pk:08d}")
+        elif state == S.INBOUND:
+            if signed_by_scan:
+                scan(order.inbound_tracking_no, ScanStatus.DELIVERED)
+                order.refresh_from_db()
+            else:
+                order = workflow.perform(order, Action.SIGN_IN, provider)
+        elif state == S.ARRIVED:
+            order = workflow.perform(order, Action.SIGN_IN, provider)
+        elif state == S.SIGNED_IN:
+            order = workflow.perform(order, Action.APPRAISE, provider, result=result)
+        elif state == S.APPRAISED:
+            if order.appraisal_result == AppraisalResult.NOT_REQUIRED and target != S.INSPECTED:
+                order = workflow.perform(order, Action.PRINT_WAYBILL, provider)
+            else:
+                order = workflow.perform(order, Action.INSPECT, provider)
+        elif state == S.INSPECTED:
+            order = workflow.perform(order, Action.PACK, provider)
+        elif state == S.PACKED:
+            order = workflow.perform(order, Action.PRINT_WAYBILL, provider)
+        elif state == S.WAYBILL_PRINTED:
+            scan(order.waybill_no, ScanStatus.PICKED_UP)
+            order.refresh_from_db()
+        elif state == S.OUTBOUND:
+            scan(order.waybill_no, ScanStatus.DELIVERED)
+            order.refresh_from_db()
+        elif state == S.DELIVERED and target == S.COMPLETED:
+            order = workflow.perform(order, Action.CONFIRM, platform_actor())
+        else:
+            raise AssertionError(f"cannot drive {order} from {state} to {target}")
+    return order
+
+
+def scan(tracking_no, status, *, occurred_at=None, order_no="", carrier_name="SF"):
+    """Report a carrier scan as the carrier integration does."""
+    record, _ = carrier.record_scan(
+        carrier=carrier_name,
+        tracking_no=tracking_no,
+        status=status,
+        occurred_at=occurred_at or timezone.now(),
+        order_no=order_no,
+    )
+    return record
