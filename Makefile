@@ -46,8 +46,8 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 
 messages: $(VENV)/.dev-installed
-	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --no-location
-	$(BIN)/python manage.py compilemessages --locale zh_Hans
+	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --no-location --ignore .venv --ignore var --ignore tests
+	$(BIN)/python manage.py compilemessages --locale zh_Hans --ignore .venv
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -16,7 +16,8 @@ from tests.factories import OrganisationFactory, UserFactory
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 
 
-def _unavailable(what):
+def unavailable(what):
+    """Skip for a missing service or tool; under REQUIRE_SERVICES=1 (CI) fail instead."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available")
     pytest.skip(f"{what} not available")
@@ -26,7 +27,7 @@ def _unavailable(what):
 def postgres(db):
     """Skip (or fail, under REQUIRE_SERVICES=1) unless the test database is PostgreSQL."""
     if connection.vendor != "postgresql":
-        _unavailable("PostgreSQL (set DATABASE_URL)")
+        unavailable("PostgreSQL (set DATABASE_URL)")
 
 
 @pytest.fixture
@@ -34,13 +35,13 @@ def redis_url():
     """The Redis URL, or skip (fail under REQUIRE_SERVICES=1) when there is none reachable."""
     url = os.environ.get("REDIS_URL", "")
     if not url:
-        _unavailable("Redis (set REDIS_URL)")
+        unavailable("Redis (set REDIS_URL)")
     import redis
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
-        _unavailable(f"Redis at {url} ({exc})")
+        unavailable(f"Redis at {url} ({exc})")
     return url
 
 

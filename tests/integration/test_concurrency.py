@@ -1,0 +1,108 @@
+"""Races on real PostgreSQL row locks (SPEC §2.2 invariant 5, §8 concurrency)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from orders import carrier, errors, workflow
+from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanStatus
+from orders.models import CarrierScan, Order, OrderEvent
+from tests.factories import advance, new_order
+
+S = OrderState
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_together(*calls):
+    """Run the calls in threads released at the same moment; return what each
+    returned or raised, in call order."""
+    barrier = threading.Barrier(len(calls))
+    outcomes = [None] * len(calls)
+
+    def runner(index, call):
+        try:
+            prepared = call()  # e.g. each person loads the order first
+            barrier.wait(timeout=10)
+            outcomes[index] = prepared()
+        except Exception as exc:
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_two_people_moving_one_order_at_once_one_wins_one_gets_a_conflict(postgres, merchant_org, provider_org):
+    arrived = advance(new_order(merchant_org, provider_org), S.ARRIVED)
+    provider = workflow.Actor.of_organisation(provider_org, EventSource.WEB)
+
+    def person():
+        mine = Order.objects.get(pk=arrived.pk)
+        return lambda: workflow.perform(mine, Action.SIGN_IN, provider)
+
+    outcomes = run_together(person, person)
+
+    winners = [o for o in outcomes if isinstance(o, Order)]
+    losers = [o for o in outcomes if isinstance(o, errors.Conflict)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert OrderEvent.objects.filter(order=arrived, action=Action.SIGN_IN).count() == 1
+    arrived.refresh_from_db()
+    assert arrived.state == S.SIGNED_IN and arrived.version == OrderEvent.objects.filter(order=arrived).count()
+
+
+def test_two_passes_in_one_split_group_at_once_only_one_is_recorded(postgres, merchant_org, provider_org, platform):
+    first = advance(new_order(merchant_org, provider_org, trade_no="T-RACE", sku="S"), S.SIGNED_IN)
+    second = advance(new_order(merchant_org, provider_org, trade_no="T-RACE", sku="S"), S.SIGNED_IN)
+    provider = workflow.Actor.of_organisation(provider_org, EventSource.API)
+
+    def appraise(order):
+        def load():
+            mine = Order.objects.get(pk=order.pk)
+            return lambda: workflow.perform(mine, Action.APPRAISE, provider, result=AppraisalResult.PASS)
+
+        return load
+
+    outcomes = run_together(appraise(first), appraise(second))
+
+    assert sum(isinstance(o, Order) for o in outcomes) == 1, outcomes
+    assert sum(isinstance(o, errors.SplitGroupAlreadyAppraised) for o in outcomes) == 1, outcomes
+    assert Order.objects.filter(trade_no="T-RACE", appraisal_result=AppraisalResult.PASS).count() == 1
+
+
+def test_two_deadline_runs_at_once_move_each_order_once(postgres, merchant_org, provider_org, platform):
+    due = [new_order(merchant_org, provider_org, deadline_in=timedelta(hours=-1)) for _ in range(40)]
+
+    def run():
+        return lambda: workflow.apply_deadlines(batch_size=7)
+
+    outcomes = run_together(run, run)
+
+    assert all(isinstance(o, dict) for o in outcomes), outcomes
+    assert sum(o["auto_refunded"] for o in outcomes) == len(due)
+    for order in due:
+        assert OrderEvent.objects.filter(order=order, action=Action.EXPIRE).count() == 1
+    assert not Order.objects.filter(pk__in=[o.pk for o in due]).exclude(state=S.AUTO_REFUNDED).exists()
+
+
+def test_the_same_scan_posted_twice_at_once_is_applied_once(postgres, merchant_org, provider_org, platform):
+    shipped = advance(new_order(merchant_org, provider_org), S.INBOUND)
+    when = timezone.now() - timedelta(minutes=3)
+
+    def post():
+        return lambda: carrier.record_scan(
+            carrier="SF", tracking_no=shipped.inbound_tracking_no, status=ScanStatus.DELIVERED, occurred_at=when
+        )
+
+    outcomes = run_together(post, post)
+
+    assert sorted(created for _, created in outcomes) == [False, True], outcomes
+    assert CarrierScan.objects.filter(tracking_no=shipped.inbound_tracking_no).count() == 1
+    assert OrderEvent.objects.filter(order=shipped, action=Action.CARRIER_DELIVERY).count() == 1

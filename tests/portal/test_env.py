@@ -1,0 +1,85 @@
+"""Settings come from the environment through strict readers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.env import env_bool, env_int, env_list, env_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("TRUE", True), ("off", False), ("0", False), ("", False)])
+def test_booleans_read_the_usual_spellings(monkeypatch, raw, expected):
+    monkeypatch.setenv("X_FLAG", raw)
+    assert env_bool("X_FLAG") is expected
+
+
+@pytest.mark.parametrize("raw", ["flase", "2", "enabled"])
+def test_a_malformed_boolean_stops_start_up(monkeypatch, raw):
+    monkeypatch.setenv("X_FLAG", raw)
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        env_bool("X_FLAG")
+
+
+def test_integers_are_checked_and_bounded(monkeypatch):
+    monkeypatch.setenv("X_NUM", "12")
+    assert env_int("X_NUM", 5, minimum=1) == 12
+    monkeypatch.setenv("X_NUM", "twelve")
+    with pytest.raises(ImproperlyConfigured, match="whole number"):
+        env_int("X_NUM", 5)
+    monkeypatch.setenv("X_NUM", "0")
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        env_int("X_NUM", 5, minimum=1)
+    monkeypatch.delenv("X_NUM")
+    assert env_int("X_NUM", 5) == 5
+
+
+def test_lists_refuse_empty_items(monkeypatch):
+    monkeypatch.setenv("X_HOSTS", "a.example, b.example")
+    assert env_list("X_HOSTS") == ["a.example", "b.example"]
+    monkeypatch.setenv("X_HOSTS", "a.example,,b")
+    with pytest.raises(ImproperlyConfigured):
+        env_list("X_HOSTS")
+
+
+def test_urls_must_use_an_expected_scheme(monkeypatch):
+    monkeypatch.setenv("X_URL", "mysql://db/portal")
+    with pytest.raises(ImproperlyConfigured, match="postgres://"):
+        env_url("X_URL", ("postgres", "sqlite"))
+
+
+def _manage(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_mode_refuses_to_start_without_a_secret_key():
+    result = _manage("check", DEBUG="0", ALLOWED_HOSTS="portal.example.com")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_mode_passes_the_deployment_checklist():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="0",
+        SECRET_KEY="k" * 20 + "a-real-random-production-secret-9f8e7d6c5b4a",
+        ALLOWED_HOSTS="portal.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
