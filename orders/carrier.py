@@ -14,7 +14,7 @@ import contextvars
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from orders import errors, workflow
+from orders import errors, inputs, workflow
 from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, EventSource, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan, Order
 
@@ -28,13 +28,13 @@ _resolving: contextvars.ContextVar[frozenset] = contextvars.ContextVar("resolvin
 def record_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tuple[CarrierScan, bool]:
     """Store one scan and apply what it says. Returns ``(scan, created)``;
     a scan already stored is returned unchanged with ``created`` false."""
-    cleaned = workflow.clean_params(
+    cleaned = inputs.clean_params(
         Action.OFFLINE_SHIPMENT, {"carrier": carrier, "tracking_no": tracking_no, "status": status}
     )
     if occurred_at is None:
-        raise errors.InvalidInput(workflow.msg_required, field="occurred_at", name="occurred_at")
-    occurred_at = workflow.clean_time(occurred_at)
-    order_no = workflow.clean_text({"order_no": order_no}, "order_no", required=False, max_length=64)
+        raise errors.InvalidInput(inputs.msg_required, field="occurred_at", name="occurred_at")
+    occurred_at = inputs.clean_time(occurred_at)
+    order_no = inputs.clean_text({"order_no": order_no}, "order_no", required=False, max_length=64)
     identity = {
         "carrier": cleaned["carrier"],
         "tracking_no": cleaned["tracking_no"],

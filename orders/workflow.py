@@ -9,7 +9,6 @@ raises one of ``orders.errors`` and writes nothing.
 """
 
 import datetime
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from orders import errors
+from orders import errors, inputs
 from orders.choices import (
     FEE_RESULTS,
     OPEN_STATES,
@@ -31,7 +30,6 @@ from orders.choices import (
     EventSource,
     FeeKind,
     OrderState,
-    ScanStatus,
 )
 from orders.events import build_event, snapshot
 from orders.models import FeeCharge, Order, OrderEvent
@@ -43,23 +41,6 @@ MERCHANT = OrganisationKind.MERCHANT
 PROVIDER = OrganisationKind.PROVIDER
 PLATFORM = OrganisationKind.PLATFORM
 SYSTEM = "system"
-
-MAX_EXTENSION_HOURS = 720
-MAX_TEXT = 2000
-
-# Messages for refused input, kept together so the catalogue reads in one place.
-_msg_text_expected = _("%(name)s must be text.")
-_msg_control_chars = _("%(name)s contains control characters.")
-msg_required = _("%(name)s is required.")
-_msg_too_long = _("%(name)s is longer than %(max)s characters.")
-_msg_tracking = _("A tracking number is 4 to 64 letters, digits or dashes.")
-_msg_choice = _("%(name)s must be one of: %(choices)s.")
-_msg_hours = _("Hours must be a whole number from 1 to %(max)s.")
-_msg_unknown = _("Unknown field(s): %(names)s.")
-_msg_unknown_action = _("Unknown action “%(action)s”.")
-_msg_aware = _("The time must carry a time zone offset.")
-_msg_exists = _("Order %(order_no)s already exists.")
-_msg_invalid_order = _("The order is not valid; see the fields.")
 
 
 @dataclass(frozen=True)
@@ -160,110 +141,8 @@ def moves_from(state, action) -> list[Move]:
     return [m for m in TRANSITIONS if m.action == action and m.source == state]
 
 
-# --- input --------------------------------------------------------------------
-
-_TRACKING_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(params, name, *, required, max_length=MAX_TEXT, label=None):
-    """``params[name]`` as stripped text without control characters, within ``max_length``."""
-    value = params.get(name, "")
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise errors.InvalidInput(_msg_text_expected, field=name, name=label or name)
-    value = value.strip()
-    if _CONTROL_RE.search(value):
-        raise errors.InvalidInput(_msg_control_chars, field=name, name=label or name)
-    if required and not value:
-        raise errors.InvalidInput(msg_required, field=name, name=label or name)
-    if len(value) > max_length:
-        raise errors.InvalidInput(_msg_too_long, field=name, name=label or name, max=max_length)
-    return value
-
-
-def _clean_tracking(params, name="tracking_no"):
-    value = clean_text(params, name, required=True, max_length=64)
-    if not _TRACKING_RE.match(value):
-        raise errors.InvalidInput(_msg_tracking, field=name)
-    return value
-
-
-def _clean_choice(params, name, choices):
-    value = params.get(name)
-    if value not in choices.values:
-        raise errors.InvalidInput(_msg_choice, field=name, name=name, choices=", ".join(str(v) for v in choices.values))
-    return value
-
-
-def _clean_hours(params):
-    value = params.get("hours")
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        else:
-            raise errors.InvalidInput(_msg_hours, field="hours", max=MAX_EXTENSION_HOURS)
-    if not 1 <= value <= MAX_EXTENSION_HOURS:
-        raise errors.InvalidInput(_msg_hours, field="hours", max=MAX_EXTENSION_HOURS)
-    return value
-
-
-def clean_params(action, params) -> dict:
-    """The parameters ``action`` takes, checked and stripped; unknown ones are
-    refused with ``errors.InvalidInput`` naming the field."""
-    allowed = _PARAMS.get(action, ("note",))
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise errors.InvalidInput(_msg_unknown, field=unknown[0], names=", ".join(unknown))
-    cleaned = {}
-    if action == A.SHIP:
-        cleaned["carrier"] = clean_text(params, "carrier", required=True, max_length=64)
-        cleaned["tracking_no"] = _clean_tracking(params)
-    elif action in (A.CARRIER_PICKUP, A.CARRIER_DELIVERY, A.OFFLINE_SHIPMENT):
-        cleaned["carrier"] = clean_text(params, "carrier", required=True, max_length=64)
-        cleaned["tracking_no"] = _clean_tracking(params)
-        if action == A.OFFLINE_SHIPMENT:
-            cleaned["status"] = _clean_choice(params, "status", ScanStatus)
-    elif action == A.APPRAISE:
-        cleaned["result"] = _clean_choice(params, "result", AppraisalResult)
-    elif action == A.REPORT_BLOCKED:
-        cleaned["stage"] = _clean_choice(params, "stage", BlockedStage)
-        cleaned["reason"] = clean_text(params, "reason", required=True)
-    elif action == A.EXTEND_DEADLINE:
-        cleaned["hours"] = _clean_hours(params)
-    elif action == A.REFUND:
-        cleaned["reason"] = clean_text(params, "reason", required=True)
-    elif action == A.SIGN_IN_ON_BEHALF:
-        cleaned["note"] = clean_text(params, "note", required=True)
-    if "note" in allowed and "note" not in cleaned:
-        note = clean_text(params, "note", required=False)
-        if note:
-            cleaned["note"] = note
-    return cleaned
-
-
-_PARAMS = {
-    A.SHIP: ("carrier", "tracking_no", "note"),
-    A.CARRIER_PICKUP: ("carrier", "tracking_no"),
-    A.CARRIER_DELIVERY: ("carrier", "tracking_no"),
-    A.OFFLINE_SHIPMENT: ("carrier", "tracking_no", "status"),
-    A.APPRAISE: ("result", "note"),
-    A.REPORT_BLOCKED: ("stage", "reason"),
-    A.EXTEND_DEADLINE: ("hours", "note"),
-    A.REFUND: ("reason",),
-    A.SIGN_IN_ON_BEHALF: ("note",),
-    A.EXPIRE: (),
-}
-
-
-def clean_time(occurred_at) -> datetime.datetime:
-    """``occurred_at`` if it is an aware datetime, now if it is ``None``."""
-    if occurred_at is None:
-        return timezone.now()
-    if not isinstance(occurred_at, datetime.datetime) or timezone.is_naive(occurred_at):
-        raise errors.InvalidInput(_msg_aware, field="occurred_at")
-    return occurred_at
+_msg_exists = _("Order %(order_no)s already exists.")
+_msg_invalid_order = _("The order is not valid; see the fields.")
 
 
 # --- the door -------------------------------------------------------------------
@@ -293,11 +172,11 @@ def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expect
     """
     if expected_version is _FROM_INSTANCE:
         expected_version = order.version
-    cleaned = clean_params(action, params)
-    when = clean_time(occurred_at)
+    cleaned = inputs.clean_params(action, params)
+    when = inputs.clean_time(occurred_at)
     roles = roles_for(action)
     if not roles:
-        raise errors.InvalidInput(_msg_unknown_action, field="action", action=action)
+        raise errors.InvalidInput(inputs.msg_unknown_action, field="action", action=action)
     _check_actor(order, action, actor, roles)
 
     with transaction.atomic():
