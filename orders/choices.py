@@ -71,6 +71,7 @@ class Action(models.TextChoices):
     OFFLINE_SHIPMENT = "offline_shipment", _("Carrier scan outside the online flow")
     SIGN_IN = "sign_in", _("Sign in")
     SIGN_IN_ON_BEHALF = "sign_in_on_behalf", _("Sign in on the provider's behalf")
+    VERIFY_PENDING = "verify_pending", _("Verify pending sign-in")
     APPRAISE = "appraise", _("Record appraisal result")
     INSPECT = "inspect", _("Quality inspection")
     PACK = "pack", _("Pack")
@@ -81,6 +82,20 @@ class Action(models.TextChoices):
     REFUND = "refund", _("Refund")
     CONFIRM = "confirm", _("Confirm receipt")
     EXPIRE = "expire", _("Automatic confirmation deadline passed")
+
+
+class VerifyOutcome(models.TextChoices):
+    """Why a parcel waiting to be signed for has not been (SPEC §3, pending_sign_in)."""
+
+    SIGNED = "signed", _("Signed in now")
+    REFUNDED_BEFORE_SHIPMENT = "refunded_before_shipment", _("Customer refunded before the merchant shipped")
+    STILL_IN_TRANSIT = "still_in_transit", _("Still in transit")
+    CANNOT_DETERMINE = "cannot_determine", _("Cannot determine")
+    SYSTEM_CANNOT_SIGN = "system_cannot_sign", _("System refuses sign-in")
+
+
+# Outcomes the provider cannot settle alone: they go to the platform at once.
+ESCALATING_OUTCOMES = frozenset({VerifyOutcome.CANNOT_DETERMINE, VerifyOutcome.SYSTEM_CANNOT_SIGN})
 
 
 class ScanStatus(models.TextChoices):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors
-from orders.choices import Action, AppraisalResult, BlockedStage, ScanStatus
+from orders.choices import Action, AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
 
 A = Action
 MAX_EXTENSION_HOURS = 720
@@ -102,6 +102,8 @@ def clean_params(action, params) -> dict:
         cleaned["hours"] = _clean_hours(params)
     elif action == A.REFUND:
         cleaned["reason"] = clean_text(params, "reason", required=True)
+    elif action == A.VERIFY_PENDING:
+        cleaned["outcome"] = _clean_choice(params, "outcome", VerifyOutcome)
     elif action == A.SIGN_IN_ON_BEHALF:
         cleaned["note"] = clean_text(params, "note", required=True)
     if "note" in allowed and "note" not in cleaned:
@@ -121,6 +123,7 @@ _PARAMS = {
     A.EXTEND_DEADLINE: ("hours", "note"),
     A.REFUND: ("reason",),
     A.SIGN_IN_ON_BEHALF: ("note",),
+    A.VERIFY_PENDING: ("outcome", "note"),
     A.EXPIRE: (),
 }
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import (
@@ -50,6 +50,15 @@ class OrderQuerySet(models.QuerySet):
     def split_group(self, trade_no, sku):
         return self.filter(trade_no=trade_no, sku=sku)
 
+    def for_lists(self):
+        """What every order table shows, in the one query that fetches the page."""
+        return self.select_related("merchant", "provider").annotate(in_split_group=in_split_group())
+
+
+def in_split_group():
+    """True for an order when another order shares its trade and SKU."""
+    return Exists(Order.objects.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku")).exclude(pk=OuterRef("pk")))
+
 
 class Order(models.Model):
     """One platform sub-order carrying the appraisal service (SPEC §2).
@@ -81,6 +90,9 @@ class Order(models.Model):
     amount = models.DecimalField(
         _("amount (CNY)"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
+    buyer_name = models.CharField(_("buyer"), max_length=100, blank=True)
+    buyer_phone = models.CharField(_("buyer's phone"), max_length=32, blank=True)
+    buyer_address = models.CharField(_("delivery address"), max_length=300, blank=True)
     paid_at = models.DateTimeField(_("paid at"))
     auto_confirm_at = models.DateTimeField(_("automatic confirmation deadline"))
 
@@ -142,6 +154,16 @@ class Order(models.Model):
     @property
     def carries_appraisal_fee(self) -> bool:
         return self.appraisal_result in FEE_RESULTS
+
+    def buyer_for(self, organisation) -> dict:
+        """The buyer's details as ``organisation`` may see them: providers get
+        them masked, as on a privacy waybill (隐私面单)."""
+        name, phone, address = self.buyer_name, self.buyer_phone, self.buyer_address
+        if organisation is None or organisation.kind == OrganisationKind.PROVIDER:
+            name = name[:1] + "*" * max(len(name) - 1, 0)
+            phone = phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+            address = address[:6] + ("…" if len(address) > 6 else "")
+        return {"name": name, "phone": phone, "address": address}
 
     def split_group_orders(self):
         """Every order of this order's split group, itself included."""

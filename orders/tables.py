@@ -1,38 +1,76 @@
 import django_tables2 as tables
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
+from orders.choices import OPEN_STATES
 from orders.models import Order
-from portal.templatetags.portal import money
+from portal.templatetags.portal import countdown, deadline_class, duration, money
 
 
 class OrderTable(tables.Table):
-    order_no = tables.Column(linkify=("orders:detail", {"order_no": tables.A("order_no")}))
-    merchant = tables.Column(accessor="merchant__code", verbose_name=_("merchant"))
-    provider = tables.Column(accessor="provider__code", verbose_name=_("provider"))
-    amount = tables.Column()
-    auto_confirm_at = tables.DateTimeColumn(format="SHORT_DATETIME_FORMAT")
+    """Every order list: worklists, my orders, all orders. Row data comes from
+    ``Order.objects.for_lists()``; nothing here queries per row."""
+
+    select = tables.CheckBoxColumn(
+        accessor="order_no",
+        attrs={"th__input": {"data-select-all": "1", "aria-label": _("Select all on this page")}},
+        orderable=False,
+        exclude_from_export=True,
+    )
+    order_no = tables.Column(verbose_name=_("Order"), linkify=("orders:detail", {"order_no": tables.A("order_no")}))
+    trade_no = tables.Column(verbose_name=_("Trade"))
+    merchant = tables.Column(accessor="merchant__name", verbose_name=_("Merchant"), order_by="merchant__code")
+    provider = tables.Column(accessor="provider__name", verbose_name=_("Provider"), order_by="provider__code")
+    item_title = tables.Column(verbose_name=_("Item"), orderable=False)
+    state = tables.Column(verbose_name=_("State"))
+    age = tables.Column(accessor="state_changed_at", verbose_name=_("In state for"), order_by="state_changed_at")
+    amount = tables.Column(verbose_name=_("Amount"))
+    auto_confirm_at = tables.Column(verbose_name=_("Deadline"))
 
     class Meta:
         model = Order
-        fields = [
+        fields = []
+        sequence = [
+            "select",
             "order_no",
             "trade_no",
-            "sku",
-            "item_title",
             "merchant",
             "provider",
+            "item_title",
             "state",
+            "age",
             "amount",
             "auto_confirm_at",
         ]
         order_by = "auto_confirm_at"
-        attrs = {"class": "table"}
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "orders"}
+        row_attrs = {"class": lambda record: deadline_class(record.auto_confirm_at, record.state)}
+        empty_text = _("No orders here.")
+
+    def render_order_no(self, record, value):
+        badges = []
+        if getattr(record, "in_split_group", False):
+            badges.append(format_html(' <span class="badge text-bg-info">{}</span>', _("split")))
+        if record.flow_blocked:
+            badges.append(format_html(' <span class="badge text-bg-danger">{}</span>', _("blocked")))
+        return format_html_join("", "{}", [(value,), *((b,) for b in badges)])
+
+    def render_state(self, record):
+        return record.get_state_display()
+
+    def render_age(self, value):
+        return duration(timezone.now() - value)
 
     def render_amount(self, value):
         return money(value)
 
-    def render_state(self, record, value):
-        if record.flow_blocked:
-            return format_html('{} <span class="badge badge-danger">{}</span>', value, _("blocked"))
-        return value
+    def render_auto_confirm_at(self, record, value):
+        return format_html(
+            '<time datetime="{}"{} title="{}">{}</time>',
+            value.isoformat(),
+            mark_safe(" data-countdown") if record.state in OPEN_STATES else "",
+            timezone.localtime(value).strftime("%Y-%m-%d %H:%M"),
+            countdown(value, record.state),
+        )

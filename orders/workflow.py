@@ -30,6 +30,7 @@ from orders.choices import (
     EventSource,
     FeeKind,
     OrderState,
+    VerifyOutcome,
 )
 from orders.events import build_event, snapshot
 from orders.models import FeeCharge, Order, OrderEvent
@@ -99,6 +100,10 @@ TRANSITIONS: tuple[Move, ...] = tuple(
     + _moves(A.CARRIER_DELIVERY, [S.INBOUND], S.ARRIVED, {SYSTEM})
     + _moves(A.SIGN_IN, [S.INBOUND, S.ARRIVED], S.SIGNED_IN, {PROVIDER})
     + _moves(A.SIGN_IN_ON_BEHALF, [S.ARRIVED], S.SIGNED_IN, {PLATFORM})
+    # Verifying a parcel waiting to be signed for: "signed" signs it in, any
+    # other outcome is recorded and leaves it where it is.
+    + _moves(A.VERIFY_PENDING, [S.INBOUND, S.ARRIVED], S.SIGNED_IN, {PROVIDER}, when="verified_signed")
+    + _moves(A.VERIFY_PENDING, [S.INBOUND, S.ARRIVED], None, {PROVIDER}, when="verified_unsigned")
     + _moves(A.APPRAISE, [S.SIGNED_IN], S.APPRAISED, {PROVIDER})
     + _moves(A.INSPECT, [S.APPRAISED], S.INSPECTED, {PROVIDER})
     + _moves(A.PACK, [S.INSPECTED], S.PACKED, {PROVIDER})
@@ -125,7 +130,12 @@ _CONDITIONS = {
     "online_waybill": lambda order, params: params.get("tracking_no") == order.waybill_no,
     "failed": lambda order, params: order.appraisal_result == AppraisalResult.FAIL,
     "not_failed": lambda order, params: order.appraisal_result != AppraisalResult.FAIL,
+    "verified_signed": lambda order, params: params.get("outcome") == VerifyOutcome.SIGNED,
+    "verified_unsigned": lambda order, params: params.get("outcome") != VerifyOutcome.SIGNED,
 }
+# Conditions on what the person will enter, not on the order: an action that
+# needs one of these is offered, and the input decides.
+_INPUT_CONDITIONS = frozenset({"online_waybill", "verified_signed", "verified_unsigned"})
 
 _ROLES_BY_ACTION: dict[str, frozenset] = {}
 for _move in TRANSITIONS:
@@ -139,6 +149,49 @@ def roles_for(action) -> frozenset:
 
 def moves_from(state, action) -> list[Move]:
     return [m for m in TRANSITIONS if m.action == action and m.source == state]
+
+
+# Actions people take (the rest come from carriers and the sweep), in the
+# order a screen offers them.
+PERSON_ACTIONS = (
+    A.SHIP,
+    A.VERIFY_PENDING,
+    A.SIGN_IN,
+    A.APPRAISE,
+    A.INSPECT,
+    A.PACK,
+    A.PRINT_WAYBILL,
+    A.REPORT_BLOCKED,
+    A.SIGN_IN_ON_BEHALF,
+    A.UNBLOCK,
+    A.EXTEND_DEADLINE,
+    A.CONFIRM,
+    A.REFUND,
+)
+# Availability beyond the state: what a screen must not offer.
+_OFFERED_WHEN = {
+    A.PRINT_WAYBILL: lambda order: not order.flow_blocked,
+    A.REPORT_BLOCKED: lambda order: not order.flow_blocked,
+    A.UNBLOCK: lambda order: order.flow_blocked,
+}
+
+
+def allowed_actions(order: Order, actor: Actor) -> list[str]:
+    """The actions ``actor`` may take on ``order`` as it is now, for screens to
+    offer. ``perform`` still decides; this only avoids offering a refusal."""
+    if order.state in TERMINAL_STATES:
+        return []
+    offered = []
+    for action in PERSON_ACTIONS:
+        try:
+            _check_actor(order, action, actor, roles_for(action))
+        except errors.NotAllowed:
+            continue
+        if not _OFFERED_WHEN.get(action, lambda o: True)(order):
+            continue
+        if any(m.when in _INPUT_CONDITIONS or _CONDITIONS[m.when](order, {}) for m in moves_from(order.state, action)):
+            offered.append(action)
+    return offered
 
 
 _msg_exists = _("Order %(order_no)s already exists.")

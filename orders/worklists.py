@@ -17,9 +17,11 @@ class Worklist:
     condition: Q
 
 
+PENDING_SIGN_IN = "pending-sign-in"
+
 WORKLISTS = (
     Worklist(
-        "pending-sign-in",
+        PENDING_SIGN_IN,
         _("Pending sign-in"),
         Q(state=S.ARRIVED) | Q(state=S.INBOUND, inbound_delivered_at__isnull=False),
     ),

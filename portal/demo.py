@@ -48,6 +48,13 @@ ITEMS = [
     ("SKU-JADE-01", "和田玉 籽料手镯", "8800.00"),
     ("SKU-CARD-PKM", "宝可梦 PSA10 评级卡", "2450.00"),
 ]
+BUYERS = [
+    ("王小明", "13812345678", "上海市浦东新区世纪大道 100 号 12 楼"),
+    ("李娜", "13998765432", "北京市朝阳区建国路 88 号 SOHO 现代城"),
+    ("陈晓东", "13700001111", "广东省深圳市南山区科技园南区 6 栋"),
+    ("张伟", "15811112222", "浙江省杭州市西湖区文三路 398 号"),
+    ("刘洋", "18600003333", "四川省成都市高新区天府大道北段 1700 号"),
+]
 # The states orders end in, with how many of every hundred.
 TARGETS = [
     (S.AWAITING_SHIPMENT, 8),
@@ -147,6 +154,7 @@ def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:
         merchant = rng.choice(["M-DEMO-1", "M-DEMO-2"])
         provider = rng.choice(["P-DEMO-1", "P-DEMO-2"])
         sku, title, price = rng.choice(ITEMS)
+        buyer = rng.choice(BUYERS)
         trade_no = f"T{now:%Y}{seed}{number + 1:06d}"
         for member in range(size):
             number += 1
@@ -164,6 +172,9 @@ def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:
                     item_title=title,
                     quantity=1,
                     amount=Decimal(price),
+                    buyer_name=buyer[0],
+                    buyer_phone=buyer[1],
+                    buyer_address=buyer[2],
                     paid_at=plan["paid_at"],
                     auto_confirm_at=plan["deadline"],
                 )
@@ -227,7 +238,11 @@ def _drive(order, plan, cast, rng):
     steps = _steps_to(plan["stop"])
     if plan["result"] == AppraisalResult.NOT_REQUIRED:
         steps = [s for s in steps if s[0] not in (Action.INSPECT, Action.PACK)]
-    end = plan["now"] - timedelta(hours=rng.uniform(0.2, 30) if plan["stop"] != S.ARRIVED else rng.uniform(2, 60))
+    # The last step happened a while ago (long ago for a parcel waiting to be
+    # signed for), but always after the order was paid.
+    age = (plan["now"] - plan["paid_at"]).total_seconds() / 3600
+    idle = rng.uniform(2, 60) if plan["stop"] == S.ARRIVED else rng.uniform(0.2, 30)
+    end = plan["now"] - timedelta(hours=min(idle, age * 0.6))
     if plan["expire"] or plan["stop"] == S.COMPLETED:
         end = min(end, plan["deadline"] - timedelta(hours=2))
     span = max((end - plan["paid_at"]).total_seconds(), 60)

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -65,6 +65,12 @@ class Organisation(models.Model):
         return self.kind == OrganisationKind.PROVIDER
 
 
+class PortalUserManager(UserManager):
+    def get_queryset(self):
+        # Every request needs the user's organisation for its scope: load both at once.
+        return super().get_queryset().select_related("organisation")
+
+
 class User(AbstractUser):
     """A person who works for exactly one organisation (administrators may have none)."""
 
@@ -79,6 +85,8 @@ class User(AbstractUser):
     language = models.CharField(
         _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
     )
+
+    objects = PortalUserManager()
 
     class Meta(AbstractUser.Meta):
         verbose_name = _("user")

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_tables2",
     "django_htmx",
+    "django_bootstrap5",
+    "bootstrap",
     "axes",
     "portal",
     "orders",
@@ -202,6 +204,14 @@ STORAGES = {
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
+}
+
+# Bootstrap's files come from the django-bootstrap-static package and are
+# served by the portal itself, never from a CDN.
+BOOTSTRAP5 = {
+    "css_url": {"url": f"/{STATIC_URL}bootstrap/css/bootstrap.min.css"},
+    "javascript_url": {"url": f"/{STATIC_URL}bootstrap/js/bootstrap.bundle.min.js"},
+    "set_placeholder": False,
 }
 
 # --- Mail -----------------------------------------------------------------

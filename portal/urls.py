@@ -8,9 +8,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("merchant/", views.merchant_home, name="merchant-home"),
-    path("provider/", views.provider_home, name="provider-home"),
     path("operator/", views.operator_home, name="operator-home"),
-    path("orders/", include("orders.urls")),
+    path("profile/language/", views.set_language, name="set-language"),
+    path("", include("orders.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,8 +1,12 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 from django_tables2 import LazyPaginator, RequestConfig
 
 from orders import worklists
@@ -11,82 +15,64 @@ from orders.models import Order
 from orders.tables import OrderTable
 from portal.choices import OrganisationKind
 
-HOME_BY_KIND = {
-    OrganisationKind.MERCHANT: "merchant-home",
-    OrganisationKind.PROVIDER: "provider-home",
-    OrganisationKind.PLATFORM: "operator-home",
-}
+AT_RISK_HOURS = 48
+
+
+def _home_url(user):
+    if user.kind == OrganisationKind.MERCHANT:
+        return reverse("orders:list")
+    if user.kind == OrganisationKind.PROVIDER:
+        return reverse("orders:worklist", args=[worklists.PENDING_SIGN_IN])
+    if user.kind == OrganisationKind.PLATFORM:
+        return reverse("operator-home")
+    if user.is_staff:
+        return reverse("admin:index")
+    return None
 
 
 @login_required
 def home(request):
     """Send each person to the page of their role."""
-    target = HOME_BY_KIND.get(request.user.kind)
-    if target:
-        return redirect(target)
-    if request.user.is_staff:
-        return redirect("admin:index")
-    raise Http404
-
-
-def _require_kind(request, kind):
-    # A page of another role is not there for this person: 404, as for
-    # anything outside their scope.
-    if request.user.kind != kind:
+    target = _home_url(request.user)
+    if target is None:
         raise Http404
-
-
-def _orders_table(request, orders):
-    table = OrderTable(orders.select_related("merchant", "provider"))
-    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
-    return table
-
-
-def _state_counts(orders):
-    rows = orders.values("state").annotate(n=Count("pk")).order_by()
-    found = {row["state"]: row["n"] for row in rows}
-    return [(state, found.get(state.value, 0)) for state in OrderState]
-
-
-@login_required
-def merchant_home(request):
-    _require_kind(request, OrganisationKind.MERCHANT)
-    orders = Order.objects.visible_to(request.user)
-    return render(
-        request,
-        "portal/merchant_home.html",
-        {"table": _orders_table(request, orders.open()), "state_counts": _state_counts(orders)},
-    )
-
-
-@login_required
-def provider_home(request):
-    _require_kind(request, OrganisationKind.PROVIDER)
-    orders = Order.objects.visible_to(request.user)
-    counts = worklists.counts(orders)
-    lists = [(w, counts[w.slug]) for w in worklists.WORKLISTS]
-    return render(
-        request,
-        "portal/provider_home.html",
-        {"table": _orders_table(request, orders.open()), "worklists": lists},
-    )
+    return redirect(target)
 
 
 @login_required
 def operator_home(request):
-    _require_kind(request, OrganisationKind.PLATFORM)
+    """The platform's overview: money at risk, losses, orders per state, the orders nearest a loss."""
+    if request.user.kind != OrganisationKind.PLATFORM:
+        raise Http404
     orders = Order.objects.visible_to(request.user)
-    soon = timezone.now() + timezone.timedelta(hours=48)
-    at_risk = orders.filter(Q(state__in=sorted(OPEN_STATES - {OrderState.DELIVERED})) & Q(auto_confirm_at__lte=soon))
-    summary = at_risk.aggregate(n=Count("pk"), money=Sum("amount"))
-    losses = orders.filter(state=OrderState.AUTO_REFUNDED).aggregate(n=Count("pk"), money=Sum("amount"))
+    soon = timezone.now() + timezone.timedelta(hours=AT_RISK_HOURS)
+    at_risk = orders.filter(state__in=sorted(OPEN_STATES - {OrderState.DELIVERED}), auto_confirm_at__lte=soon)
+    counts = dict(orders.values_list("state").annotate(n=Count("pk")).order_by())
+    table = OrderTable(at_risk.for_lists().order_by("auto_confirm_at"), exclude=["select"])
+    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
     return render(
         request,
         "portal/operator_home.html",
         {
-            "table": _orders_table(request, at_risk.order_by("auto_confirm_at")),
-            "state_counts": _state_counts(orders),
-            "at_risk": summary,
-            "losses": losses,
+            "table": table,
+            "state_counts": [(state, counts.get(state.value, 0)) for state in OrderState],
+            "at_risk": at_risk.aggregate(n=Count("pk"), money=Sum("amount")),
+            "losses": orders.filter(state=OrderState.AUTO_REFUNDED).aggregate(n=Count("pk"), money=Sum("amount")),
         },
     )
+
+
+@login_required
+@require_POST
+def set_language(request):
+    """Save the language on the person's profile; every page follows it from then on."""
+    language = request.POST.get("language", "")
+    if language in dict(settings.LANGUAGES):
+        request.user.language = language
+        request.user.save(update_fields=["language"])
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("home")
+    return redirect(target)

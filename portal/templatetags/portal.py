@@ -1,8 +1,17 @@
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django import template
+from django.utils import timezone
+from django.utils.html import json_script
+from django.utils.translation import gettext as _
+
+from orders.choices import OPEN_STATES, OrderState
 
 register = template.Library()
+
+WARN_HOURS = 72
+DANGER_HOURS = 48
 
 
 @register.filter
@@ -16,3 +25,60 @@ def money(value) -> str:
         return ""
     sign = "-" if amount < 0 else ""
     return f"{sign}¥{abs(amount):,.2f}"
+
+
+@register.filter
+def duration(delta: timedelta) -> str:
+    """A span as days and hours (or minutes when under an hour)."""
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return _("%(days)sd %(hours)sh") % {"days": days, "hours": hours}
+    if hours:
+        return _("%(hours)sh %(minutes)sm") % {"hours": hours, "minutes": rest // 60}
+    return _("%(minutes)sm") % {"minutes": rest // 60}
+
+
+@register.simple_tag
+def countdown_labels():
+    """The countdown wording for the page's script, in the active language."""
+    labels = {
+        "d": _("%(days)sd %(hours)sh"),
+        "h": _("%(hours)sh %(minutes)sm"),
+        "m": _("%(minutes)sm"),
+        "left": _("%(span)s left"),
+        "overdue": _("overdue by %(span)s"),
+    }
+    return json_script(labels, "countdown-labels")
+
+
+@register.filter
+def countdown(deadline, state=None) -> str:
+    """Time left before the automatic confirmation deadline, or how long ago it passed."""
+    if state is not None and state not in OPEN_STATES:
+        return timezone.localtime(deadline).strftime("%Y-%m-%d %H:%M")
+    left = deadline - timezone.now()
+    if left.total_seconds() <= 0:
+        return _("overdue by %(span)s") % {"span": duration(-left)}
+    return _("%(span)s left") % {"span": duration(left)}
+
+
+def deadline_class(deadline, state) -> str:
+    """Row highlight: red under 48 h, amber under 72 h, for orders not yet delivered."""
+    if state not in OPEN_STATES or state == OrderState.DELIVERED:
+        return ""
+    hours = (deadline - timezone.now()).total_seconds() / 3600
+    if hours < DANGER_HOURS:
+        return "table-danger"
+    if hours < WARN_HOURS:
+        return "table-warning"
+    return ""
+
+
+@register.simple_tag
+def deadline_css(order) -> str:
+    """The text colour of an order's deadline: red under 48 h, amber under 72 h."""
+    return {"table-danger": "text-danger fw-semibold", "table-warning": "text-warning-emphasis fw-semibold"}.get(
+        deadline_class(order.auto_confirm_at, order.state), ""
+    )

@@ -5,7 +5,7 @@ import pytest
 
 from orders import errors, workflow
 from orders.choices import OPEN_STATES, TERMINAL_STATES, Action, AppraisalResult, EventSource, OrderState
-from orders.models import OrderEvent
+from orders.models import Order, OrderEvent
 from tests.factories import advance, new_order
 
 S = OrderState
@@ -54,6 +54,8 @@ def _params(move, order):
         return {"reason": "buyer asked"}
     if action == Action.SIGN_IN_ON_BEHALF:
         return {"note": "ERP refuses to sign"}
+    if action == Action.VERIFY_PENDING:
+        return {"outcome": "still_in_transit" if move.when == "verified_unsigned" else "signed", "note": "checked"}
     return {}
 
 
@@ -209,3 +211,39 @@ def test_refusal_messages_are_in_the_active_language(order):
         chinese = refused.value.message
     assert "Pack" in english and "Appraised" in english
     assert "打包" in chinese and "已鉴定" in chinese
+
+
+def test_screens_offer_exactly_the_actions_the_workflow_would_take(merchant_org, provider_org, platform):
+    """allowed_actions never offers a refusal, and offers every step that would succeed."""
+    from orders.choices import VerifyOutcome
+
+    actors = {
+        "merchant": lambda o: workflow.Actor.of_organisation(o.merchant),
+        "provider": lambda o: workflow.Actor.of_organisation(o.provider),
+        "platform": lambda o: workflow.Actor.of_organisation(platform),
+    }
+    sample_params = {
+        Action.SHIP: {"carrier": "SF", "tracking_no": "SF-OFFER-01"},
+        Action.VERIFY_PENDING: {"outcome": VerifyOutcome.STILL_IN_TRANSIT},
+        Action.APPRAISE: {"result": AppraisalResult.PASS},
+        Action.REPORT_BLOCKED: {"stage": "entry", "reason": "x"},
+        Action.SIGN_IN_ON_BEHALF: {"note": "x"},
+        Action.EXTEND_DEADLINE: {"hours": 1},
+        Action.REFUND: {"reason": "x"},
+    }
+    for state in OrderState:
+        order = _order_in(state, merchant_org, provider_org)
+        for role, make in actors.items():
+            offered = set(workflow.allowed_actions(order, make(order)))
+            for action in workflow.PERSON_ACTIONS:
+                fresh = Order.objects.get(pk=order.pk)
+                try:
+                    from django.db import transaction
+
+                    with transaction.atomic():
+                        workflow.perform(fresh, action, make(order), **sample_params.get(action, {}))
+                        transaction.set_rollback(True)
+                    works = True
+                except errors.WorkflowError:
+                    works = False
+                assert works == (action in offered), (state, role, action)

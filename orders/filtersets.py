@@ -1,0 +1,109 @@
+"""Filters shared by every order list, web and API (SPEC §6.1, §6.2)."""
+
+from datetime import timedelta
+
+import django_filters
+from django import forms
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from orders.choices import OrderState
+from orders.models import Order, in_split_group
+from portal.choices import OrganisationKind
+from portal.models import Organisation
+
+DEADLINE_WINDOWS = [
+    ("overdue", _("Past the deadline")),
+    ("24", _("Within 24 h")),
+    ("48", _("Within 48 h")),
+    ("72", _("Within 72 h")),
+    ("later", _("More than 72 h away")),
+]
+AGES = [("12", _("Over 12 h")), ("24", _("Over 24 h")), ("48", _("Over 48 h")), ("96", _("Over 96 h"))]
+YES_NO = [("yes", _("Yes")), ("no", _("No"))]
+
+
+def search(queryset, value):
+    """Orders whose order, trade, inbound tracking or waybill number is ``value``."""
+    value = value.strip()
+    if not value:
+        return queryset
+    return queryset.filter(Q(order_no=value) | Q(trade_no=value) | Q(inbound_tracking_no=value) | Q(waybill_no=value))
+
+
+class OrderFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_q", label=_("Order, trade, tracking or waybill number"))
+    state = django_filters.MultipleChoiceFilter(
+        choices=OrderState.choices, label=_("State"), widget=forms.SelectMultiple(attrs={"size": 2})
+    )
+    merchant = django_filters.ModelChoiceFilter(
+        queryset=Organisation.objects.none(), to_field_name="code", label=_("Merchant")
+    )
+    provider = django_filters.ModelChoiceFilter(
+        queryset=Organisation.objects.none(), to_field_name="code", label=_("Provider")
+    )
+    trade_no = django_filters.CharFilter(label=_("Trade number"))
+    deadline = django_filters.ChoiceFilter(choices=DEADLINE_WINDOWS, method="filter_deadline", label=_("Deadline"))
+    deadline_before = django_filters.IsoDateTimeFilter(
+        field_name="auto_confirm_at", lookup_expr="lt", label=_("Deadline before")
+    )
+    age = django_filters.ChoiceFilter(choices=AGES, method="filter_age", label=_("Time in state"))
+    split = django_filters.ChoiceFilter(choices=YES_NO, method="filter_split", label=_("Split group"))
+    blocked = django_filters.ChoiceFilter(choices=YES_NO, method="filter_blocked", label=_("Flow blocked"))
+
+    class Meta:
+        model = Order
+        fields = []
+
+    # Filters the API offers that the web form leaves out (the search box covers them).
+    API_ONLY = ("trade_no", "deadline_before")
+
+    def __init__(self, data=None, queryset=None, *, request=None, organisation=None, web=False, omit=(), **kwargs):
+        super().__init__(data, queryset, request=request, **kwargs)
+        for name in (*omit, *(self.API_ONLY if web else ())):
+            self.filters.pop(name, None)
+        # Choices come only from organisations the viewer may see, and a
+        # filter on the viewer's own side is pointless.
+        kind = organisation.kind if organisation else None
+        for name, org_kind in (("merchant", OrganisationKind.MERCHANT), ("provider", OrganisationKind.PROVIDER)):
+            if kind == org_kind:
+                del self.filters[name]
+                continue
+            choices = Organisation.objects.filter(kind=org_kind).order_by("code")
+            if kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER):
+                side = "provider" if kind == OrganisationKind.PROVIDER else "merchant"
+                related = "merchant" if side == "provider" else "provider"
+                choices = choices.filter(Exists(Order.objects.filter(**{side: organisation, related: OuterRef("pk")})))
+            elif kind != OrganisationKind.PLATFORM:
+                choices = choices.none()
+            self.filters[name].queryset = choices
+
+    @property
+    def form(self):
+        form = super().form
+        for field in form.fields.values():
+            widget = field.widget
+            css = "form-select form-select-sm" if hasattr(widget, "choices") else "form-control form-control-sm"
+            widget.attrs.setdefault("class", css)
+        return form
+
+    def filter_q(self, queryset, name, value):
+        return search(queryset, value)
+
+    def filter_deadline(self, queryset, name, value):
+        now = timezone.now()
+        if value == "overdue":
+            return queryset.filter(auto_confirm_at__lte=now)
+        if value == "later":
+            return queryset.filter(auto_confirm_at__gt=now + timedelta(hours=72))
+        return queryset.filter(auto_confirm_at__gt=now, auto_confirm_at__lte=now + timedelta(hours=int(value)))
+
+    def filter_age(self, queryset, name, value):
+        return queryset.filter(state_changed_at__lte=timezone.now() - timedelta(hours=int(value)))
+
+    def filter_blocked(self, queryset, name, value):
+        return queryset.filter(flow_blocked=value == "yes")
+
+    def filter_split(self, queryset, name, value):
+        return queryset.filter(in_split_group()) if value == "yes" else queryset.exclude(in_split_group())

@@ -1,0 +1,136 @@
+"""One form per action a person takes on an order. Each carries the version
+the person saw, so a change in between is a conflict, not a surprise."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from orders.choices import Action, AppraisalResult, BlockedStage, VerifyOutcome
+from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT
+
+
+class ActionForm(forms.Form):
+    action: str = ""
+    button = "btn-primary"
+    help_text = ""
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+    def params(self) -> dict:
+        """The cleaned input as workflow parameters (blank optional fields left out)."""
+        return {k: v for k, v in self.cleaned_data.items() if k != "version" and v not in ("", None)}
+
+
+def _text(label, required=True, max_length=MAX_TEXT):
+    return forms.CharField(
+        label=label, required=required, max_length=max_length, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class ShipForm(ActionForm):
+    action = Action.SHIP
+    help_text = _("The parcel you sent to the appraisal provider.")
+    carrier = forms.CharField(label=_("Carrier"), max_length=64)
+    tracking_no = forms.CharField(label=_("Tracking number"), max_length=64)
+
+
+class VerifyPendingForm(ActionForm):
+    action = Action.VERIFY_PENDING
+    help_text = _(
+        "Find out why this parcel has not been signed for (ask the merchant if needed) and record it. "
+        "“Cannot determine” and “System refuses sign-in” go to the platform at once."
+    )
+    outcome = forms.ChoiceField(label=_("Outcome"), choices=VerifyOutcome.choices, widget=forms.RadioSelect)
+    note = _text(_("Note"), required=False)
+
+
+class SignInForm(ActionForm):
+    action = Action.SIGN_IN
+
+
+class AppraiseForm(ActionForm):
+    action = Action.APPRAISE
+    help_text = _(
+        "Only one order of a split group may be appraised pass or fail: the merchant pays one appraisal fee per "
+        "item. Choose “No appraisal needed” for the others."
+    )
+    result = forms.ChoiceField(label=_("Result"), choices=AppraisalResult.choices, widget=forms.RadioSelect)
+
+
+class InspectForm(ActionForm):
+    action = Action.INSPECT
+
+
+class PackForm(ActionForm):
+    action = Action.PACK
+
+
+class PrintWaybillForm(ActionForm):
+    action = Action.PRINT_WAYBILL
+    help_text = _("Prints the online waybill. Only a courier pickup of this waybill ships the order.")
+
+
+class ReportBlockedForm(ActionForm):
+    action = Action.REPORT_BLOCKED
+    button = "btn-outline-danger"
+    help_text = _(
+        "Use this when you cannot enter, inspect or pack the order in the online flow. The platform is told at "
+        "once and an operator will fix and unblock it. Shipping it offline is forbidden: the order would be "
+        "refunded automatically at its deadline and the merchant would lose the money."
+    )
+    stage = forms.ChoiceField(label=_("Where the flow is blocked"), choices=BlockedStage.choices)
+    reason = _text(_("What happens"))
+
+
+class SignInOnBehalfForm(ActionForm):
+    action = Action.SIGN_IN_ON_BEHALF
+    help_text = _("For when the provider's system refuses to sign the parcel in.")
+    note = _text(_("Why"))
+
+
+class UnblockForm(ActionForm):
+    action = Action.UNBLOCK
+    note = _text(_("Note"), required=False)
+
+
+class ExtendDeadlineForm(ActionForm):
+    action = Action.EXTEND_DEADLINE
+    button = "btn-outline-primary"
+    hours = forms.IntegerField(label=_("Hours"), min_value=1, max_value=MAX_EXTENSION_HOURS)
+    note = _text(_("Note"), required=False)
+
+
+class ConfirmForm(ActionForm):
+    action = Action.CONFIRM
+
+
+class RefundForm(ActionForm):
+    action = Action.REFUND
+    button = "btn-outline-danger"
+    reason = _text(_("Reason"))
+
+
+FORMS = {
+    form.action: form
+    for form in (
+        ShipForm,
+        VerifyPendingForm,
+        SignInForm,
+        AppraiseForm,
+        InspectForm,
+        PackForm,
+        PrintWaybillForm,
+        ReportBlockedForm,
+        SignInOnBehalfForm,
+        UnblockForm,
+        ExtendDeadlineForm,
+        ConfirmForm,
+        RefundForm,
+    )
+}
+
+
+def slug(action) -> str:
+    """The action as it appears in URLs: ``print_waybill`` → ``print-waybill``."""
+    return str(action).replace("_", "-")
+
+
+BY_SLUG = {slug(action): action for action in FORMS}
