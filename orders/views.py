@@ -148,8 +148,13 @@ def _detail_context(request, order, bound=None):
     """The order page: fields, timeline, split group with fees, and the forms of the actions allowed now."""
     actor = workflow.Actor.of_user(request.user)
     visible = Order.objects.visible_to(request.user)
+    allowed = workflow.allowed_actions(order, actor)
     forms = []
-    for action in workflow.allowed_actions(order, actor):
+    if bound is not None and bound.action not in allowed:
+        # The refused form stays on screen with its reason, even though the
+        # order has moved on and no longer offers it.
+        forms.append((slug(bound.action), bound))
+    for action in allowed:
         if bound is not None and bound.action == action:
             forms.append((slug(action), bound))
         else:

@@ -65,7 +65,7 @@ def test_tabs_show_live_counts(client, provider, merchant_org, provider_org):
             make(merchant_org, provider_org, slug)
     client.force_login(provider)
     response = client.get(reverse("orders:worklist", args=["to-pack"]))
-    counts = dict((tab.slug, n) for tab, n in response.context["tabs"])
+    counts = {tab.slug: n for tab, n in response.context["tabs"]}
     assert counts["pending-sign-in"] == 2 and counts["to-appraise"] == 2 and counts["blocked"] == 1
     assert counts["to-pack"] == 0
 
