@@ -4,6 +4,7 @@ import os
 import re
 
 import pytest
+from django.db import connections
 
 from orders.choices import OrderState
 from tests.conftest import unavailable
@@ -37,6 +38,9 @@ def browser(monkeypatch):
         )
         yield chromium
         chromium.close()
+        # Database calls made while Playwright's loop ran used a connection
+        # of that context; close it so the test database can be dropped.
+        connections.close_all()
 
 
 def count(page, slug):
