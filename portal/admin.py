@@ -1,8 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from portal.models import Organisation, User
+from portal import apikeys
+from portal.models import ApiKey, CarrierIntegration, Organisation, User
 
 
 @admin.register(Organisation)
@@ -20,3 +21,39 @@ class PortalUserAdmin(UserAdmin):
     search_fields = ["username", "email", "first_name", "last_name", "organisation__code"]
     fieldsets = (*UserAdmin.fieldsets, (_("Portal"), {"fields": ("organisation", "language")}))
     add_fieldsets = (*UserAdmin.add_fieldsets, (_("Portal"), {"fields": ("organisation", "language")}))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Administrators make keys for any organisation; the key is shown once, in the message after saving."""
+
+    list_display = ["name", "organisation", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["organisation__kind", "revoked_at"]
+    search_fields = ["name", "prefix", "organisation__code"]
+    list_select_related = ["organisation"]
+    fields = ["organisation", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at"]
+    actions = ["revoke_keys"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = apikeys.issue(obj.organisation, obj.name, created_by=request.user)
+        obj.pk, obj.prefix, obj.key_hash = key.pk, key.prefix, key.key_hash
+        obj._state.adding = False
+        messages.warning(request, _("Copy this key now, it will not be shown again: %(key)s") % {"key": raw})
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Revoke the selected keys"))
+    def revoke_keys(self, request, queryset):
+        for key in queryset:
+            apikeys.revoke(key)
+
+
+@admin.register(CarrierIntegration)
+class CarrierIntegrationAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "created_at"]
+    list_filter = ["is_active"]

@@ -5,3 +5,7 @@ from django.utils.translation import gettext_lazy as _
 class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = _("Portal")
+
+    def ready(self):
+        # Registers how the API schema describes key authentication.
+        from portal import api_auth  # noqa: F401

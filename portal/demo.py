@@ -8,6 +8,7 @@ place (passwords reset to the demo ones), orders already there are skipped.
 """
 
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -18,8 +19,9 @@ from django.utils import timezone
 from orders import carrier, workflow
 from orders.choices import Action, AppraisalResult, BlockedStage, EventSource, OrderState, ScanStatus
 from orders.models import Order
+from portal import apikeys
 from portal.choices import OrganisationKind
-from portal.models import Organisation, User
+from portal.models import CarrierIntegration, Organisation, User
 
 S = OrderState
 ORGANISATIONS = [
@@ -130,6 +132,29 @@ def seed_people() -> list[dict]:
             {"username": username, "password": password_for(username), "organisation": code, "kind": orgs[code].kind}
         )
     return logins
+
+
+DEMO_KEY_NAME = "demo key"
+DEMO_CARRIER = "demo-carrier"
+
+
+def seed_keys() -> dict:
+    """A fresh API key for every demo organisation (the previous demo keys are revoked)."""
+    keys = {}
+    for code, *_ in ORGANISATIONS:
+        org = Organisation.objects.get(code=code)
+        for old in org.api_keys.active().filter(name=DEMO_KEY_NAME):
+            apikeys.revoke(old)
+        keys[code] = apikeys.issue(org, DEMO_KEY_NAME)[1]
+    return keys
+
+
+def seed_carrier() -> str:
+    """The demo carrier integration's signing secret (made once, then kept)."""
+    integration, _ = CarrierIntegration.objects.get_or_create(
+        name=DEMO_CARRIER, defaults={"secret": secrets.token_hex(32)}
+    )
+    return integration.secret
 
 
 def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_bootstrap5",
     "bootstrap",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "portal",
     "orders",
@@ -195,6 +197,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Without DEBUG (production) static files come from `collectstatic`; in the
+# demo and the tests whitenoise finds them in the apps directly.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -212,6 +218,45 @@ BOOTSTRAP5 = {
     "css_url": {"url": f"/{STATIC_URL}bootstrap/css/bootstrap.min.css"},
     "javascript_url": {"url": f"/{STATIC_URL}bootstrap/js/bootstrap.bundle.min.js"},
     "set_placeholder": False,
+}
+
+# --- API ------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api_auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["portal.api_auth.HasOrganisation"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api_auth.KeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "api": env_str("API_RATE", "1200/min"),
+        "carrier": env_str("CARRIER_RATE", "600/min"),
+    },
+    "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Appraisal Portal API",
+    "DESCRIPTION": "Orders, workflow actions, worklists and carrier scans of the Appraisal Portal. "
+    "Authenticate with `Authorization: Token <key>`; errors are `{code, detail, fields}`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStateEnum": "orders.choices.OrderState",
+        "AppraisalResultEnum": "orders.choices.AppraisalResult",
+        "ScanStatusEnum": "orders.choices.ScanStatus",
+        "BlockedStageEnum": "orders.choices.BlockedStage",
+        "VerifyOutcomeEnum": "orders.choices.VerifyOutcome",
+    },
 }
 
 # --- Mail -----------------------------------------------------------------

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal import views
 
@@ -10,6 +11,14 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("operator/", views.operator_home, name="operator-home"),
     path("profile/language/", views.set_language, name="set-language"),
+    path("settings/api-keys/", views.api_keys, name="api-keys"),
+    path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
     path("", include("orders.urls")),
+    path("api/v1/", include(("orders.api.urls", "api"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "portal.views.page_not_found"
+handler500 = "portal.views.server_error"

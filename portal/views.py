@@ -1,11 +1,16 @@
+from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Sum
-from django.http import Http404
-from django.shortcuts import redirect, render
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views import defaults
 from django.views.decorators.http import require_POST
 from django_tables2 import LazyPaginator, RequestConfig
 
@@ -13,9 +18,17 @@ from orders import worklists
 from orders.choices import OPEN_STATES, OrderState
 from orders.models import Order
 from orders.tables import OrderTable
+from portal import apikeys
 from portal.choices import OrganisationKind
+from portal.models import ApiKey
 
 AT_RISK_HOURS = 48
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label=gettext_lazy("What the key is for"), max_length=100, help_text=gettext_lazy("e.g. “ERP production”")
+    )
 
 
 def _home_url(user):
@@ -76,3 +89,42 @@ def set_language(request):
     ):
         target = reverse("home")
     return redirect(target)
+
+
+@login_required
+def api_keys(request):
+    """The organisation's API keys: make one (shown once), see when each was used, revoke."""
+    organisation = request.user.organisation if request.user.organisation_id else None
+    if organisation is None:
+        raise Http404
+    created = None
+    form = ApiKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _key, created = apikeys.issue(organisation, form.cleaned_data["name"], created_by=request.user)
+        form = ApiKeyForm()
+    keys = organisation.api_keys.select_related("created_by").order_by("revoked_at", "-created_at")
+    return render(request, "portal/api_keys.html", {"keys": keys, "form": form, "created": created})
+
+
+@login_required
+@require_POST
+def revoke_api_key(request, prefix):
+    """Revoke one of the organisation's keys; a key of another organisation is not there."""
+    key = get_object_or_404(ApiKey.objects.filter(organisation_id=request.user.organisation_id), prefix=prefix)
+    apikeys.revoke(key)
+    messages.success(request, _("Key %(name)s is revoked.") % {"name": key.name})
+    return redirect("api-keys")
+
+
+def page_not_found(request, exception=None):
+    """404: JSON under /api/ (integrations parse it), the usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "detail": _("Not found.")}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """500: JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "server_error", "detail": _("Something went wrong on our side.")}, status=500)
+    return defaults.server_error(request)

@@ -128,9 +128,48 @@ def order(merchant_org, provider_org, platform):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle budgets and other cached state do not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def english():
     """Tests read messages in English unless they switch language themselves."""
     from django.utils import translation
 
     with translation.override("en"):
         yield
+
+
+@pytest.fixture
+def keys(platform, merchant_org, merchant2_org, provider_org, provider2_org, outsider_org):
+    """An API key for every persona's organisation, by persona name."""
+    from portal import apikeys
+
+    orgs = {
+        "platform": platform,
+        "merchant": merchant_org,
+        "merchant2": merchant2_org,
+        "provider": provider_org,
+        "provider2": provider2_org,
+        "outsider": outsider_org,
+    }
+    return {name: apikeys.issue(org, f"{name} key")[1] for name, org in orgs.items()}
+
+
+@pytest.fixture
+def api():
+    """A JSON client; ``api.as_key(key)`` authenticates it with an API key."""
+    from rest_framework.test import APIClient
+
+    class Client(APIClient):
+        def as_key(self, key):
+            self.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+            return self
+
+    return Client()

@@ -14,8 +14,25 @@ PERSONAS = ("merchant", "merchant2", "provider", "provider2", "operator", "outsi
 IN_SCOPE_OF_ORDER = {"merchant", "provider", "operator"}
 PROVIDERS = {"provider", "provider2", "outsider"}
 
-# name -> (method, kwargs builder, personas expected in scope, status in scope)
-# Out of scope is always 404; anonymous is always a redirect to login.
+ANY = None  # in scope: any answer but 404 and 5xx (a refusal of the action itself is fine)
+API_ACTIONS = [
+    "ship",
+    "sign-in",
+    "verify-pending",
+    "appraise",
+    "inspect",
+    "pack",
+    "print-waybill",
+    "report-blocked",
+    "sign-in-on-behalf",
+    "unblock",
+    "extend-deadline",
+    "refund",
+    "confirm",
+]
+
+# name -> (method, kwargs builder, personas expected in scope, status in scope[, anonymous status])
+# Out of scope is always 404; anonymous is a redirect to login on the web, 401 on the API.
 EXPECTATIONS = {
     "home": ("get", lambda o: {}, set(PERSONAS), 302),
     "operator-home": ("get", lambda o: {}, {"operator"}, 200),
@@ -27,6 +44,18 @@ EXPECTATIONS = {
     "orders:worklist": ("get", lambda o: {"slug": "pending-sign-in"}, PROVIDERS, 200),
     "orders:bulk-sign-in": ("post", lambda o: {}, PROVIDERS, 302),
     "orders:search": ("get", lambda o: {}, set(PERSONAS), 302),
+    "api-keys": ("get", lambda o: {}, set(PERSONAS), 200),
+    "api-key-revoke": ("post", lambda o: {"prefix": "00000000"}, set(), 404),
+    "api-schema": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    "api-docs": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    "api:order-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
+    "api:order-detail": ("get", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, 200, 401),
+    "api:worklist": ("get", lambda o: {"name": "pending-sign-in"}, PROVIDERS, 200, 401),
+    "api:carrier-events": ("post", lambda o: {}, set(), 401, 401),
+    **{
+        f"api:order-{action}": ("post", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, ANY, 401)
+        for action in API_ACTIONS
+    },
 }
 # Served by Django itself, with their own rules: the admin, login and logout.
 NOT_OURS = {"login", "logout"}
@@ -53,18 +82,33 @@ def test_every_url_has_its_expectations_written_down():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))
-def test_url_as_every_persona(client, personas, merchant_org, provider_org, name):
+def test_url_as_every_persona(client, api, personas, keys, merchant_org, provider_org, name):
     order = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
-    method, kwargs, in_scope, status = EXPECTATIONS[name]
+    method, kwargs, in_scope, status, *anonymous = EXPECTATIONS[name]
     url = reverse(name, kwargs=kwargs(order))
+    is_api = name.startswith("api:")
 
     response = getattr(client, method)(url)
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login")), "anonymous"
+    if anonymous:
+        assert response.status_code == anonymous[0], ("anonymous", url)
+    else:
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login")), "anonymous"
 
     for persona in PERSONAS:
-        client.force_login(personas[persona])
-        response = getattr(client, method)(url)
-        expected = status if persona in in_scope else 404
-        assert response.status_code == expected, (persona, url, response.status_code)
+        if is_api:
+            # The API is called with the organisation's key.
+            key = keys["platform" if persona == "operator" else persona]
+            # A stale If-Match makes every action a conflict at most: nothing changes.
+            response = getattr(api.as_key(key), method)(url, {}, format="json", HTTP_IF_MATCH="0")
+        else:
+            client.force_login(personas[persona])
+            response = getattr(client, method)(url)
+        if persona not in in_scope:
+            expected = 401 if status == 401 else 404
+            assert response.status_code == expected, (persona, url, response.status_code)
+        elif status is ANY:
+            assert response.status_code != 404 and response.status_code < 500, (persona, url, response.status_code)
+        else:
+            assert response.status_code == status, (persona, url, response.status_code)
     order.refresh_from_db()
     assert order.state == OrderState.ARRIVED, "no request in this matrix may change the order"

@@ -106,3 +106,21 @@ def test_the_same_scan_posted_twice_at_once_is_applied_once(postgres, merchant_o
     assert sorted(created for _, created in outcomes) == [False, True], outcomes
     assert CarrierScan.objects.filter(tracking_no=shipped.inbound_tracking_no).count() == 1
     assert OrderEvent.objects.filter(order=shipped, action=Action.CARRIER_DELIVERY).count() == 1
+
+
+def test_two_requests_with_one_idempotency_key_at_once_act_once(postgres, merchant_org, provider_org, keys):
+    from rest_framework.test import APIClient
+
+    arrived = advance(new_order(merchant_org, provider_org), S.ARRIVED)
+
+    def request():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {keys['provider']}", HTTP_IDEMPOTENCY_KEY="once")
+        return lambda: client.post(f"/api/v1/orders/{arrived.order_no}/sign-in/", {}, format="json")
+
+    outcomes = run_together(request, request)
+
+    assert [o.status_code for o in outcomes] == [200, 200], outcomes
+    assert sorted(o.get("Idempotent-Replayed", "") for o in outcomes) == ["", "true"]
+    assert outcomes[0].json() == outcomes[1].json()
+    assert OrderEvent.objects.filter(order=arrived, action=Action.SIGN_IN).count() == 1

@@ -19,8 +19,10 @@ class Command(BaseCommand):
             raise CommandError("--orders must be 0 or more")
         with transaction.atomic():
             logins = demo.seed_people()
+            keys = demo.seed_keys()
+            secret = demo.seed_carrier()
         created = demo.seed_orders(orders) if orders else 0
-        data = {"users": logins, "api_keys": {}, "carrier_webhook_secret": ""}
+        data = {"users": logins, "api_keys": keys, "carrier_webhook_secret": secret}
         if credentials:
             credentials.parent.mkdir(parents=True, exist_ok=True)
             credentials.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -30,5 +32,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {login['username']:<14} {login['password']:<26} {login['organisation']} ({login['kind']})"
             )
+        self.stdout.write("API keys (Authorization: Token <key>):")
+        for code, key in keys.items():
+            self.stdout.write(f"  {code:<14} {key}")
+        self.stdout.write(f"Carrier webhook secret: {secret}")
         if credentials:
             self.stdout.write(f"Written to {credentials}")

@@ -1,0 +1,222 @@
+from decimal import Decimal
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
+from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT
+from orders.models import Order, OrderEvent
+from portal.choices import OrganisationKind
+from portal.models import Organisation
+
+MAX_AMOUNT = Decimal("9999999999.99")
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know and bodies that are not a JSON object."""
+
+    default_error_messages = {"unknown": _("Unknown field(s): %(names)s.")}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": [_("The body must be a JSON object.")]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def text(max_length=MAX_TEXT, required=True, **kwargs):
+    return serializers.CharField(max_length=max_length, required=required, allow_blank=not required, **kwargs)
+
+
+class OrganisationCodeField(serializers.SlugRelatedField):
+    """An organisation given by its code, limited to one kind."""
+
+    def __init__(self, kind, **kwargs):
+        super().__init__(slug_field="code", queryset=Organisation.objects.filter(kind=kind, is_active=True), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OrderEvent
+        fields = ["seq", "action", "source", "actor", "from_state", "to_state", "payload", "occurred_at", "recorded_at"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_actor(self, event) -> str | None:
+        if event.actor_user_id:
+            return event.actor_user.username
+        if event.actor_organisation_id:
+            return event.actor_organisation.code
+        return None
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """An order as integrations see it: every field of SPEC §2, organisations by code."""
+
+    merchant = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    provider = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    in_split_group = serializers.SerializerMethodField()
+    buyer_name = serializers.SerializerMethodField()
+    buyer_phone = serializers.SerializerMethodField()
+    buyer_address = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "order_no",
+            "trade_no",
+            "merchant",
+            "provider",
+            "sku",
+            "item_title",
+            "quantity",
+            "amount",
+            "buyer_name",
+            "buyer_phone",
+            "buyer_address",
+            "paid_at",
+            "auto_confirm_at",
+            "state",
+            "appraisal_result",
+            "flow_blocked",
+            "blocked_stage",
+            "blocked_reason",
+            "inbound_carrier",
+            "inbound_tracking_no",
+            "inbound_delivered_at",
+            "waybill_no",
+            "waybill_printed_at",
+            "picked_up_at",
+            "delivered_at",
+            "confirmed_at",
+            "state_changed_at",
+            "version",
+            "in_split_group",
+        ]
+
+    def _buyer(self, order):
+        request = self.context.get("request")
+        org = getattr(request.user, "organisation", None) if request else None
+        return order.buyer_for(org)
+
+    def get_buyer_name(self, order) -> str:
+        return self._buyer(order)["name"]
+
+    def get_buyer_phone(self, order) -> str:
+        return self._buyer(order)["phone"]
+
+    def get_buyer_address(self, order) -> str:
+        return self._buyer(order)["address"]
+
+    def get_in_split_group(self, order) -> bool:
+        if hasattr(order, "in_split_group"):
+            return bool(order.in_split_group)
+        return order.split_group_orders().exclude(pk=order.pk).exists()
+
+
+class OrderDetailSerializer(OrderSerializer):
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(OrderSerializer.Meta):
+        fields = [*OrderSerializer.Meta.fields, "events"]
+
+
+class OrderCreateSerializer(StrictSerializer):
+    order_no = text(64)
+    trade_no = text(64)
+    merchant = OrganisationCodeField(OrganisationKind.MERCHANT)
+    provider = OrganisationCodeField(OrganisationKind.PROVIDER)
+    sku = text(64)
+    item_title = text(300)
+    quantity = serializers.IntegerField(min_value=1, max_value=100000)
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"), max_value=MAX_AMOUNT)
+    paid_at = serializers.DateTimeField()
+    auto_confirm_at = serializers.DateTimeField()
+    buyer_name = text(100, required=False)
+    buyer_phone = text(32, required=False)
+    buyer_address = text(300, required=False)
+
+    def validate(self, attrs):
+        if attrs["auto_confirm_at"] <= attrs["paid_at"]:
+            raise serializers.ValidationError({"auto_confirm_at": [_("The deadline must be after the payment.")]})
+        return attrs
+
+
+class NoteSerializer(StrictSerializer):
+    note = text(required=False)
+
+
+class ShipSerializer(StrictSerializer):
+    carrier = text(64)
+    tracking_no = text(64)
+    note = text(required=False)
+
+
+class VerifyPendingSerializer(StrictSerializer):
+    outcome = serializers.ChoiceField(choices=VerifyOutcome.choices)
+    note = text(required=False)
+
+
+class AppraiseSerializer(StrictSerializer):
+    result = serializers.ChoiceField(choices=AppraisalResult.choices)
+    note = text(required=False)
+
+
+class ReportBlockedSerializer(StrictSerializer):
+    stage = serializers.ChoiceField(choices=BlockedStage.choices)
+    reason = text()
+
+
+class SignInOnBehalfSerializer(StrictSerializer):
+    note = text()
+
+
+class ExtendDeadlineSerializer(StrictSerializer):
+    hours = serializers.IntegerField(min_value=1, max_value=MAX_EXTENSION_HOURS)
+    note = text(required=False)
+
+
+class RefundSerializer(StrictSerializer):
+    reason = text()
+
+
+class CarrierEventSerializer(StrictSerializer):
+    tracking_no = text(64)
+    carrier = text(64)
+    status = serializers.ChoiceField(choices=ScanStatus.choices)
+    occurred_at = serializers.DateTimeField()
+    order_no = text(64, required=False)
+
+
+class CarrierBatchSerializer(StrictSerializer):
+    events = CarrierEventSerializer(many=True, allow_empty=False, max_length=500)
+
+
+class CarrierResultSerializer(serializers.Serializer):
+    tracking_no = serializers.CharField()
+    status = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    outcome = serializers.CharField()
+    order_no = serializers.CharField(allow_null=True)
+
+
+class CarrierBatchResultSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    stored = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    results = CarrierResultSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(required=False)

@@ -1,0 +1,314 @@
+import hashlib
+import hmac
+import json
+from datetime import datetime
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import ParseError
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from orders import carrier, workflow, worklists
+from orders.api import serializers as s
+from orders.choices import Action
+from orders.filtersets import OrderFilterSet
+from orders.forms import slug
+from orders.models import Order
+from portal.api import actor_for, error_body, idempotent
+from portal.api_auth import HasOrganisation
+from portal.choices import OrganisationKind
+from portal.models import CarrierIntegration
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="invalid input (code `invalid`, `malformed_request`)"),
+    401: OpenApiResponse(s.ErrorSerializer, description="no or bad credentials"),
+    403: OpenApiResponse(s.ErrorSerializer, description="`not_allowed`: your organisation may not do this"),
+    404: OpenApiResponse(s.ErrorSerializer, description="`not_found`: not there, or outside your scope"),
+    409: OpenApiResponse(
+        s.ErrorSerializer,
+        description="a refusal of the workflow: `invalid_transition`, `order_terminal`, `conflict`, "
+        "`split_group_already_appraised`, `flow_blocked`, `already_blocked`, `not_blocked`, `order_exists`",
+    ),
+    422: OpenApiResponse(s.ErrorSerializer, description="`idempotency_key_reused`"),
+    429: OpenApiResponse(s.ErrorSerializer, description="`throttled`"),
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Retry safely: the first answer to this key is replayed for 24 hours.",
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    int,
+    OpenApiParameter.HEADER,
+    description="The order version you acted on; if it changed since, the answer is 409 `conflict`.",
+)
+
+
+class OrderCursor(CursorPagination):
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ScopedFilterBackend(DjangoFilterBackend):
+    """The web's order filters, with choices limited to the caller's organisation."""
+
+    def get_filterset_kwargs(self, request, queryset, view):
+        kwargs = super().get_filterset_kwargs(request, queryset, view)
+        kwargs["organisation"] = getattr(request.user, "organisation", None)
+        return kwargs
+
+
+def _visible(request):
+    return Order.objects.visible_to(request.user)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List orders in your scope", responses={200: s.OrderSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="One order with its event log", responses={200: s.OrderDetailSerializer, **ERRORS}),
+)
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_field = "order_no"
+    lookup_value_regex = "[^/]+"
+    permission_classes = [HasOrganisation]
+    pagination_class = OrderCursor
+    filter_backends = [ScopedFilterBackend]
+    filterset_class = OrderFilterSet
+    serializer_class = s.OrderSerializer
+
+    def get_queryset(self):
+        orders = _visible(self.request)
+        if self.action == "retrieve":
+            return orders.select_related("merchant", "provider")
+        return orders.for_lists()
+
+    def get_serializer_class(self):
+        return s.OrderDetailSerializer if self.action == "retrieve" else s.OrderSerializer
+
+    def retrieve(self, request, *args, **kwargs):
+        order = self.get_object()
+        order._prefetched_objects_cache = {}
+        data = s.OrderDetailSerializer(order, context={"request": request}).data
+        data["events"] = s.EventSerializer(
+            order.events.select_related("actor_user", "actor_organisation").order_by("seq"), many=True
+        ).data
+        return Response(data)
+
+    @extend_schema(
+        summary="Create an order (platform)",
+        request=s.OrderCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: s.OrderSerializer, 200: s.OrderSerializer, **ERRORS},
+        description="Sending the same order again answers 200 and changes nothing; the same `order_no` with "
+        "a different body answers 409 `order_exists`.",
+    )
+    @idempotent
+    def create(self, request):
+        if request.user.organisation.kind != OrganisationKind.PLATFORM:
+            return Response(
+                error_body("not_allowed", _("Only the platform creates orders.")), status=status.HTTP_403_FORBIDDEN
+            )
+        body = s.OrderCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        existing = Order.objects.filter(order_no=data["order_no"]).select_related("merchant", "provider").first()
+        if existing is None:
+            with transaction.atomic():
+                order = workflow.create_order(actor_for(request), **data)
+            return Response(self._show(order), status=status.HTTP_201_CREATED)
+        if _same_creation(existing, data):
+            return Response(self._show(existing), status=status.HTTP_200_OK)
+        return Response(
+            error_body("order_exists", _("Order %(no)s exists with different details.") % {"no": data["order_no"]}),
+            status=status.HTTP_409_CONFLICT,
+        )
+
+    def _show(self, order):
+        return s.OrderSerializer(order, context={"request": self.request}).data
+
+
+def _same_creation(order, data) -> bool:
+    """Whether ``data`` describes ``order`` as it was created. Everything but
+    the deadline is fixed at creation; the deadline is read from the first event
+    (an operator may have extended it since)."""
+    first = order.events.order_by("seq").first()
+    created_deadline = datetime.fromisoformat(first.payload["changes"]["auto_confirm_at"])
+    for name in s.OrderCreateSerializer().fields:
+        proposed = data.get(name, "")
+        current = created_deadline if name == "auto_confirm_at" else getattr(order, name)
+        if current != proposed:
+            return False
+    return True
+
+
+ACTION_SERIALIZERS = {
+    Action.SHIP: s.ShipSerializer,
+    Action.SIGN_IN: s.NoteSerializer,
+    Action.VERIFY_PENDING: s.VerifyPendingSerializer,
+    Action.APPRAISE: s.AppraiseSerializer,
+    Action.INSPECT: s.NoteSerializer,
+    Action.PACK: s.NoteSerializer,
+    Action.PRINT_WAYBILL: s.NoteSerializer,
+    Action.REPORT_BLOCKED: s.ReportBlockedSerializer,
+    Action.SIGN_IN_ON_BEHALF: s.SignInOnBehalfSerializer,
+    Action.UNBLOCK: s.NoteSerializer,
+    Action.EXTEND_DEADLINE: s.ExtendDeadlineSerializer,
+    Action.REFUND: s.RefundSerializer,
+    Action.CONFIRM: s.NoteSerializer,
+}
+
+
+class OrderActionView(APIView):
+    """One workflow action on one order; answers with the order as it now is."""
+
+    permission_classes = [HasOrganisation]
+    action_name: str = ""
+
+    @idempotent
+    def post(self, request, order_no):
+        order = get_object_or_404(_visible(request).select_related("merchant", "provider"), order_no=order_no)
+        body = ACTION_SERIALIZERS[self.action_name](data=request.data if request.data is not None else {})
+        body.is_valid(raise_exception=True)
+        expected = request.headers.get("If-Match", "").strip('"')
+        if expected and not expected.isdigit():
+            raise ParseError(_("If-Match must be the order version, a whole number."))
+        moved = workflow.perform(
+            order,
+            self.action_name,
+            actor_for(request),
+            expected_version=int(expected) if expected else order.version,
+            **body.validated_data,
+        )
+        return Response(s.OrderSerializer(moved, context={"request": request}).data)
+
+
+def action_view(action):
+    """A view class for one action, documented with its own body."""
+    roles = ", ".join(sorted(str(r) for r in workflow.roles_for(action)))
+
+    @extend_schema(
+        summary=f"{Action(action).label} ({roles})",
+        operation_id=f"orders_{action}",
+        request=ACTION_SERIALIZERS[action],
+        parameters=[IDEMPOTENCY_HEADER, IF_MATCH],
+        responses={200: s.OrderSerializer, **ERRORS},
+        tags=["orders"],
+    )
+    def post(self, request, order_no):
+        return OrderActionView.post(self, request, order_no)
+
+    name = f"{slug(action).title().replace('-', '')}View"
+    return type(name, (OrderActionView,), {"action_name": action, "post": post})
+
+
+ACTION_VIEWS = {slug(action): action_view(action) for action in ACTION_SERIALIZERS}
+
+
+@extend_schema(
+    summary="A provider's worklist",
+    parameters=[
+        OpenApiParameter("name", str, OpenApiParameter.PATH, enum=[w.slug for w in worklists.WORKLISTS]),
+    ],
+    responses={200: s.OrderSerializer(many=True), **ERRORS},
+)
+class WorklistView(ListAPIView):
+    permission_classes = [HasOrganisation]
+    pagination_class = OrderCursor
+    filter_backends = [ScopedFilterBackend]
+    filterset_class = OrderFilterSet
+    serializer_class = s.OrderSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
+        worklist = worklists.BY_SLUG.get(self.kwargs["name"])
+        if worklist is None:
+            return Order.objects.none()
+        return _visible(self.request).filter(worklist.condition).for_lists()
+
+    def list(self, request, *args, **kwargs):
+        # Worklists are a provider's; for anyone else they are not there.
+        if self.kwargs["name"] not in worklists.BY_SLUG or request.user.organisation.kind != OrganisationKind.PROVIDER:
+            return Response(error_body("not_found", _("No such worklist.")), status=status.HTTP_404_NOT_FOUND)
+        return super().list(request, *args, **kwargs)
+
+
+class CarrierThrottle(AnonRateThrottle):
+    scope = "carrier"
+
+
+@extend_schema(
+    summary="Carrier scans (signed webhook)",
+    request=s.CarrierBatchSerializer,
+    parameters=[
+        OpenApiParameter(
+            "X-Signature",
+            str,
+            OpenApiParameter.HEADER,
+            required=True,
+            description="Hex HMAC-SHA256 of the raw body with the integration's secret.",
+        )
+    ],
+    responses={200: s.CarrierBatchResultSerializer, **ERRORS},
+    auth=[],
+)
+class CarrierEventsView(APIView):
+    """Scans from carriers. The signature authenticates; the batch is stored whole or not at all."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [CarrierThrottle]
+
+    def post(self, request):
+        raw = request.body
+        if not _signed_by_a_carrier(raw, request.headers.get("X-Signature", "")):
+            return Response(
+                error_body("bad_signature", _("X-Signature is missing or does not match the body.")),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ParseError(_("The body is not valid JSON.")) from None
+        batch = s.CarrierBatchSerializer(data=data)
+        batch.is_valid(raise_exception=True)
+        results, stored = [], 0
+        with transaction.atomic():
+            for event in batch.validated_data["events"]:
+                scan, created = carrier.record_scan(**event)
+                stored += created
+                results.append(
+                    {
+                        "tracking_no": scan.tracking_no,
+                        "status": scan.status,
+                        "duplicate": not created,
+                        "outcome": scan.outcome,
+                        "order_no": scan.order.order_no if scan.order_id else None,
+                    }
+                )
+        return Response(
+            {"received": len(results), "stored": stored, "duplicates": len(results) - stored, "results": results}
+        )
+
+
+def _signed_by_a_carrier(raw: bytes, signature: str) -> bool:
+    signature = signature.strip().lower()
+    if len(signature) != 64:
+        return False
+    for secret in CarrierIntegration.objects.filter(is_active=True).values_list("secret", flat=True):
+        expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, signature):
+            return True
+    return False

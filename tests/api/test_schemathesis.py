@@ -1,0 +1,47 @@
+"""Hostile input over the whole API: schemathesis generates requests from the
+published schema; no answer may be a 5xx, or break the documented schema."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from orders.choices import OrderState
+from portal.wsgi import application
+from tests.factories import advance, new_order
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture
+def api_schema(db):
+    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.fixture
+def real_order(merchant_org, provider_org):
+    """An order mid-flow, so that generated actions reach the workflow, not only a 404."""
+    return advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_no_request_gets_a_server_error_or_an_undocumented_answer(case, keys, real_order):
+    if "order_no" in (case.path_parameters or {}):
+        case.path_parameters["order_no"] = real_order.order_no
+    # The same request as each kind of organisation.
+    for persona in ("platform", "provider", "merchant"):
+        response = case.call(headers={"Authorization": f"Token {keys[persona]}"})
+        case.validate_response(response, checks=CHECKS)
