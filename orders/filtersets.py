@@ -7,8 +7,10 @@ from django import forms
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_filters.fields import IsoDateTimeField
 
 from orders.choices import OrderState
+from orders.inputs import msg_time_range, sane_time
 from orders.models import Order, in_split_group
 from portal.choices import OrganisationKind
 from portal.models import Organisation
@@ -22,6 +24,23 @@ DEADLINE_WINDOWS = [
 ]
 AGES = [("12", _("Over 12 h")), ("24", _("Over 24 h")), ("48", _("Over 48 h")), ("96", _("Over 96 h"))]
 YES_NO = [("yes", _("Yes")), ("no", _("No"))]
+
+
+class SaneIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time within 2000–2100 and a real-world offset, in UTC."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is None:
+            return value
+        try:
+            return sane_time(value)
+        except ValueError:
+            raise forms.ValidationError(msg_time_range) from None
+
+
+class SaneIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = SaneIsoDateTimeField
 
 
 def search(queryset, value):
@@ -45,9 +64,7 @@ class OrderFilterSet(django_filters.FilterSet):
     )
     trade_no = django_filters.CharFilter(label=_("Trade number"))
     deadline = django_filters.ChoiceFilter(choices=DEADLINE_WINDOWS, method="filter_deadline", label=_("Deadline"))
-    deadline_before = django_filters.IsoDateTimeFilter(
-        field_name="auto_confirm_at", lookup_expr="lt", label=_("Deadline before")
-    )
+    deadline_before = SaneIsoDateTimeFilter(field_name="auto_confirm_at", lookup_expr="lt", label=_("Deadline before"))
     age = django_filters.ChoiceFilter(choices=AGES, method="filter_age", label=_("Time in state"))
     split = django_filters.ChoiceFilter(choices=YES_NO, method="filter_split", label=_("Split group"))
     blocked = django_filters.ChoiceFilter(choices=YES_NO, method="filter_blocked", label=_("Flow blocked"))

@@ -128,10 +128,33 @@ _PARAMS = {
 }
 
 
+# Times outside these years are typing mistakes, and some (far offsets, year
+# 9999) cannot be stored at all: they are refused as input.
+EARLIEST = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+LATEST = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC)
+msg_time_range = _("The time must be between 2000 and 2100, with an offset of at most 14 hours.")
+
+
+def sane_time(value: datetime.datetime) -> datetime.datetime:
+    """``value`` in UTC if it is an aware time within 2000–2100 and a real-world
+    offset; raises ``ValueError`` otherwise."""
+    if timezone.is_naive(value):
+        raise ValueError("naive")
+    offset = value.utcoffset()
+    if offset is None or abs(offset) > datetime.timedelta(hours=14):
+        raise ValueError("offset")
+    if not EARLIEST.replace(tzinfo=None) < value.replace(tzinfo=None) < LATEST.replace(tzinfo=None):
+        raise ValueError("range")
+    return value.astimezone(datetime.UTC)
+
+
 def clean_time(occurred_at) -> datetime.datetime:
     """``occurred_at`` if it is an aware datetime, now if it is ``None``."""
     if occurred_at is None:
         return timezone.now()
     if not isinstance(occurred_at, datetime.datetime) or timezone.is_naive(occurred_at):
         raise errors.InvalidInput(msg_aware, field="occurred_at")
-    return occurred_at
+    try:
+        return sane_time(occurred_at)
+    except ValueError:
+        raise errors.InvalidInput(msg_time_range, field="occurred_at") from None

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from django.utils.translation import gettext_lazy as _
@@ -5,12 +6,28 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
-from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT
+from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT, msg_time_range, sane_time
 from orders.models import Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 
 MAX_AMOUNT = Decimal("9999999999.99")
+_HAS_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.I)
+
+
+class TimeField(serializers.DateTimeField):
+    """An ISO 8601 time with an offset, within 2000–2100, stored in UTC."""
+
+    default_error_messages = {"range": msg_time_range, "naive": _("The time must carry a time zone offset.")}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and not _HAS_OFFSET.search(value.strip()):
+            self.fail("naive")
+        parsed = super().to_internal_value(value)
+        try:
+            return sane_time(parsed)
+        except ValueError:
+            self.fail("range")
 
 
 class StrictSerializer(serializers.Serializer):
@@ -139,8 +156,8 @@ class OrderCreateSerializer(StrictSerializer):
     item_title = text(300)
     quantity = serializers.IntegerField(min_value=1, max_value=100000)
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"), max_value=MAX_AMOUNT)
-    paid_at = serializers.DateTimeField()
-    auto_confirm_at = serializers.DateTimeField()
+    paid_at = TimeField()
+    auto_confirm_at = TimeField()
     buyer_name = text(100, required=False)
     buyer_phone = text(32, required=False)
     buyer_address = text(300, required=False)
@@ -193,7 +210,7 @@ class CarrierEventSerializer(StrictSerializer):
     tracking_no = text(64)
     carrier = text(64)
     status = serializers.ChoiceField(choices=ScanStatus.choices)
-    occurred_at = serializers.DateTimeField()
+    occurred_at = TimeField()
     order_no = text(64, required=False)
 
 

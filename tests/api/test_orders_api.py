@@ -80,6 +80,9 @@ def test_only_the_platform_creates_orders(api, keys, persona):
         ({"order_no": "A\u0000B"}, "order_no"),
         ({"order_no": "x" * 65}, "order_no"),
         ({"paid_at": "yesterday"}, "paid_at"),
+        ({"paid_at": "2026-11-29T10:00:00"}, "paid_at"),
+        ({"paid_at": "9999-12-31T23:59:59-21:00"}, "paid_at"),
+        ({"auto_confirm_at": "1970-01-01T00:00:00Z"}, "auto_confirm_at"),
         ({"colour": "red"}, "colour"),
         ({"merchant": 7}, "merchant"),
         ({"merchant": ["M-1"]}, "merchant"),
@@ -228,7 +231,10 @@ def test_lists_are_scoped_filtered_and_cursor_paginated(api, keys, merchant_org,
 def test_a_bad_filter_value_is_a_400(api, keys):
     response = api.as_key(keys["platform"]).get("/api/v1/orders/", {"state": "teleported"})
     assert response.status_code == 400 and "state" in response.json()["fields"]
-    response = api.get("/api/v1/orders/", {"deadline_before": "soon"})
+    for bad in ["soon", "3461-06-21T06:59:47-21:29", "9999-12-31T23:59:59+14:00"]:
+        response = api.get("/api/v1/orders/", {"deadline_before": bad})
+        assert response.status_code == 400 and "deadline_before" in response.json()["fields"], bad
+    response = api.get("/api/v1/orders/", {"trade_no": "T\x00"})
     assert response.status_code == 400
 
 

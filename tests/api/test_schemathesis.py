@@ -3,6 +3,8 @@ published schema; no answer may be a 5xx, or break the documented schema."""
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -19,7 +21,19 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def api_schema(db):
+def wsgi_in_test_transaction(db):
+    """Calls straight into the WSGI application would close the test's database
+    connection at the end of each request; Django's test client avoids that the
+    same way."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
+def api_schema(wsgi_in_test_transaction):
     return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
 
 
