@@ -403,3 +403,31 @@ def test_keys_are_per_organisation(api, keys, merchant_org, provider_org, mercha
     api.as_key(keys["merchant"])
     response = act(api, "API-1", "ship", {"carrier": "SF", "tracking_no": "SF12345678"}, HTTP_IDEMPOTENCY_KEY="same")
     assert response.status_code == 200 and response.json()["state"] == "inbound"
+
+
+@pytest.mark.parametrize(
+    ("persona", "start", "action", "data", "after"),
+    [
+        ("provider", S.ARRIVED, "verify-pending", {"outcome": "cannot_determine", "note": "no answer"}, S.ARRIVED),
+        ("provider", S.ARRIVED, "verify-pending", {"outcome": "signed"}, S.SIGNED_IN),
+        ("platform", S.ARRIVED, "sign-in-on-behalf", {"note": "ERP refuses"}, S.SIGNED_IN),
+        ("platform", S.PACKED, "refund", {"reason": "buyer asked"}, S.REFUNDED),
+        ("platform", S.OUTBOUND, "extend-deadline", {"hours": 48}, S.OUTBOUND),
+    ],
+)
+def test_more_actions_through_the_api(api, keys, merchant_org, provider_org, persona, start, action, data, after):
+    order = advance(new_order(merchant_org, provider_org), start)
+    response = act(api.as_key(keys[persona]), order.order_no, action, data)
+    assert response.status_code == 200, response.json()
+    assert response.json()["state"] == after
+    event = OrderEvent.objects.get(order=order, seq=response.json()["version"])
+    assert event.action == action.replace("-", "_") and event.source == "api"
+
+
+def test_unblock_through_the_api_lets_the_waybill_print(api, keys, merchant_org, provider_org):
+    packed = advance(new_order(merchant_org, provider_org), S.PACKED)
+    act(api.as_key(keys["provider"]), packed.order_no, "report-blocked", {"stage": "packing", "reason": "x"})
+    unblocked = act(api.as_key(keys["platform"]), packed.order_no, "unblock", {"note": "fixed"})
+    assert unblocked.status_code == 200 and unblocked.json()["flow_blocked"] is False
+    printed = act(api.as_key(keys["provider"]), packed.order_no, "print-waybill")
+    assert printed.json()["state"] == "waybill_printed"
