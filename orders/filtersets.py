@@ -13,7 +13,9 @@ from orders.choices import OrderState
 from orders.inputs import msg_time_range, sane_time
 from orders.models import Order, in_split_group
 from portal.choices import OrganisationKind
+from portal.filters import StyledFilterSet
 from portal.models import Organisation
+from risks.choices import Rule
 
 DEADLINE_WINDOWS = [
     ("overdue", _("Past the deadline")),
@@ -51,7 +53,7 @@ def search(queryset, value):
     return queryset.filter(Q(order_no=value) | Q(trade_no=value) | Q(inbound_tracking_no=value) | Q(waybill_no=value))
 
 
-class OrderFilterSet(django_filters.FilterSet):
+class OrderFilterSet(StyledFilterSet):
     q = django_filters.CharFilter(method="filter_q", label=_("Order, trade, tracking or waybill number"))
     state = django_filters.MultipleChoiceFilter(
         choices=OrderState.choices, label=_("State"), widget=forms.SelectMultiple(attrs={"size": 2})
@@ -68,6 +70,7 @@ class OrderFilterSet(django_filters.FilterSet):
     age = django_filters.ChoiceFilter(choices=AGES, method="filter_age", label=_("Time in state"))
     split = django_filters.ChoiceFilter(choices=YES_NO, method="filter_split", label=_("Split group"))
     blocked = django_filters.ChoiceFilter(choices=YES_NO, method="filter_blocked", label=_("Flow blocked"))
+    risk = django_filters.ChoiceFilter(choices=Rule.choices, method="filter_risk", label=_("Open risk case"))
 
     class Meta:
         model = Order
@@ -96,15 +99,6 @@ class OrderFilterSet(django_filters.FilterSet):
                 choices = choices.none()
             self.filters[name].queryset = choices
 
-    @property
-    def form(self):
-        form = super().form
-        for field in form.fields.values():
-            widget = field.widget
-            css = "form-select form-select-sm" if hasattr(widget, "choices") else "form-control form-control-sm"
-            widget.attrs.setdefault("class", css)
-        return form
-
     def filter_q(self, queryset, name, value):
         return search(queryset, value)
 
@@ -118,6 +112,12 @@ class OrderFilterSet(django_filters.FilterSet):
 
     def filter_age(self, queryset, name, value):
         return queryset.filter(state_changed_at__lte=timezone.now() - timedelta(hours=int(value)))
+
+    def filter_risk(self, queryset, name, value):
+        from django.apps import apps
+
+        live = apps.get_model("risks", "RiskCase").objects.live().filter(rule=value, order=OuterRef("pk"))
+        return queryset.filter(Exists(live))
 
     def filter_blocked(self, queryset, name, value):
         return queryset.filter(flow_blocked=value == "yes")

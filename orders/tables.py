@@ -8,6 +8,8 @@ from orders.choices import OPEN_STATES
 from orders.models import Order
 from portal.templatetags.portal import countdown, deadline_class, duration, money
 
+SEVERITY_BADGE = {"medium": "text-bg-warning", "high": "text-bg-danger", "critical": "text-bg-dark"}
+
 
 class OrderTable(tables.Table):
     """Every order list: worklists, my orders, all orders. Row data comes from
@@ -55,6 +57,15 @@ class OrderTable(tables.Table):
             badges.append(format_html(' <span class="badge text-bg-info">{}</span>', _("split")))
         if record.flow_blocked:
             badges.append(format_html(' <span class="badge text-bg-danger">{}</span>', _("blocked")))
+        for case in getattr(record, "live_cases", ()):
+            badges.append(
+                format_html(
+                    ' <span class="badge {}" title="{}">{}</span>',
+                    SEVERITY_BADGE.get(case.severity, "text-bg-secondary"),
+                    case.get_severity_display(),
+                    case.get_rule_display(),
+                )
+            )
         return format_html_join("", "{}", [(value,), *((b,) for b in badges)])
 
     def render_state(self, record):

@@ -166,6 +166,9 @@ def _detail_context(request, order, bound=None):
         "group": visible.split_group(order.trade_no, order.sku).order_by("pk"),
         "fees": group_fees(order.trade_no, order.sku),
         "forms": forms,
+        "cases": order.cases.live().select_related("owner").order_by("due_at"),
+        "may_escalate": request.user.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER)
+        and not order.is_terminal,
     }
 
 

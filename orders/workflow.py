@@ -33,7 +33,7 @@ from orders.choices import (
     VerifyOutcome,
 )
 from orders.events import build_event, snapshot
-from orders.models import FeeCharge, Order, OrderEvent
+from orders.models import FeeCharge, Order, OrderEvent, SplitGroup
 from portal.choices import OrganisationKind
 
 S = OrderState
@@ -196,6 +196,21 @@ def allowed_actions(order: Order, actor: Actor) -> list[str]:
 
 _msg_exists = _("Order %(order_no)s already exists.")
 _msg_invalid_order = _("The order is not valid; see the fields.")
+
+
+# --- reactions ------------------------------------------------------------------
+
+# What other parts of the portal must do in the same transaction as a step
+# (a blocked flow opens its risk case and reaches the platform at once). The
+# apps that own those reactions register them when they start.
+_REACTIONS: list = []
+
+
+def on_step(reaction):
+    """Register ``reaction(order, event, actor)`` to run after every step, inside its transaction."""
+    if reaction not in _REACTIONS:
+        _REACTIONS.append(reaction)
+    return reaction
 
 
 # --- the door -------------------------------------------------------------------
@@ -417,6 +432,8 @@ def _save(change):
     )
     event.save()
     _charge_fees(order, change)
+    for reaction in _REACTIONS:
+        reaction(order, event, change.actor)
 
 
 def _charge_fees(order, change):
@@ -464,6 +481,9 @@ def create_order(actor: Actor, **fields) -> Order:
                 params={},
                 occurred_at=order.paid_at,
             ).save()
+            if Order.objects.split_group(order.trade_no, order.sku).exclude(pk=order.pk).exists():
+                # A second order of the same trade and SKU: the group is tracked from now on.
+                SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
             from orders.carrier import apply_waiting_scans
 
             apply_waiting_scans(order)

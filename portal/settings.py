@@ -146,7 +146,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DEADLINE_SWEEP_SECONDS = env_int("DEADLINE_SWEEP_SECONDS", 60, minimum=5)
+RISK_SWEEP_SECONDS = env_int("RISK_SWEEP_SECONDS", 300, minimum=10)
+ESCALATION_FIRST_RESPONSE_HOURS = env_int("ESCALATION_FIRST_RESPONSE_HOURS", 4, minimum=1)
 CELERY_BEAT_SCHEDULE = {
+    "risk-sweep": {
+        "task": "risks.tasks.run_sweep",
+        "schedule": float(RISK_SWEEP_SECONDS),
+        "options": {"expires": float(RISK_SWEEP_SECONDS)},
+    },
     "apply-confirmation-deadlines": {
         "task": "orders.tasks.apply_deadlines",
         "schedule": float(DEADLINE_SWEEP_SECONDS),
@@ -256,6 +263,7 @@ SPECTACULAR_SETTINGS = {
         "ScanStatusEnum": "orders.choices.ScanStatus",
         "BlockedStageEnum": "orders.choices.BlockedStage",
         "VerifyOutcomeEnum": "orders.choices.VerifyOutcome",
+        "RuleEnum": "risks.choices.Rule",
     },
 }
 

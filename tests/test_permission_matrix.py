@@ -45,6 +45,31 @@ EXPECTATIONS = {
     "orders:bulk-sign-in": ("post", lambda o: {}, PROVIDERS, 302),
     "orders:search": ("get", lambda o: {}, set(PERSONAS), 302),
     "api-keys": ("get", lambda o: {}, set(PERSONAS), 200),
+    "risks:cases": ("get", lambda o: {}, set(PERSONAS), 200),
+    "risks:case": ("get", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 200),
+    # Only the case's owner (the provider) and the platform may act on it.
+    "risks:case-acknowledge": ("post", lambda o: {"pk": o.case.pk}, {"provider", "operator"}, 302),
+    # Empty forms: refused as bad input where the case is visible.
+    "risks:case-resolve": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400),
+    "risks:case-escalate": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400),
+    "risks:case-split-choice": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400),
+    "risks:order-escalate": ("post", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, 302),
+    "risks:escalations": ("get", lambda o: {}, set(PERSONAS), 200),
+    "risks:escalation": ("get", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 200),
+    "risks-api:case-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
+    "risks-api:case-detail": ("get", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 200, 401),
+    "risks-api:case-acknowledge": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, ANY, 401),
+    "risks-api:case-resolve": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400, 401),
+    "risks-api:case-escalate": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400, 401),
+    "risks-api:split-choose": (
+        "post",
+        lambda o: {"trade_no": o.trade_no, "sku": o.sku},
+        IN_SCOPE_OF_ORDER,
+        400,
+        401,
+    ),
+    "risks-api:escalation-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
+    "risks-api:escalation-detail": ("get", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 200, 401),
     "api-key-revoke": ("post", lambda o: {"prefix": "00000000"}, set(), 404),
     "api-schema": ("get", lambda o: {}, set(PERSONAS), 200, 200),
     "api-docs": ("get", lambda o: {}, set(PERSONAS), 200, 200),
@@ -59,6 +84,37 @@ EXPECTATIONS = {
 }
 # Served by Django itself, with their own rules: the admin, login and logout.
 NOT_OURS = {"login", "logout"}
+
+
+def case_and_escalation(order):
+    """A live case on the order, owned by its provider, and the escalation the provider raised."""
+    from django.utils import timezone
+
+    from risks.choices import Rule, Severity
+    from risks.models import Escalation, RiskCase
+
+    now = timezone.now()
+    case = RiskCase.objects.create(
+        rule=Rule.PENDING_SIGN_IN,
+        subject=f"order:{order.pk}",
+        order=order,
+        trade_no=order.trade_no,
+        sku=order.sku,
+        owner=order.provider,
+        severity=Severity.MEDIUM,
+        due_at=now,
+        opened_at=now,
+    )
+    escalation = Escalation.objects.create(
+        order=order,
+        case=case,
+        reason="help",
+        category="sign_in",
+        raised_by_organisation=order.provider,
+        first_response_due_at=now,
+        created_at=now,
+    )
+    return case, escalation
 
 
 def our_url_names():
@@ -84,9 +140,10 @@ def test_every_url_has_its_expectations_written_down():
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))
 def test_url_as_every_persona(client, api, personas, keys, merchant_org, provider_org, name):
     order = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
+    order.case, order.escalation = case_and_escalation(order)
     method, kwargs, in_scope, status, *anonymous = EXPECTATIONS[name]
     url = reverse(name, kwargs=kwargs(order))
-    is_api = name.startswith("api:")
+    is_api = name.startswith(("api:", "risks-api:"))
 
     response = getattr(client, method)(url)
     if anonymous:

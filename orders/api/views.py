@@ -27,6 +27,7 @@ from portal.api import actor_for, error_body, idempotent
 from portal.api_auth import HasOrganisation
 from portal.choices import OrganisationKind
 from portal.models import CarrierIntegration
+from risks.api.serializers import OrderWithCasesSerializer
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="invalid input (code `invalid`, `malformed_request`)"),
@@ -77,7 +78,9 @@ def _visible(request):
 
 @extend_schema_view(
     list=extend_schema(summary="List orders in your scope", responses={200: s.OrderSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="One order with its event log", responses={200: s.OrderDetailSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="One order with its event log and open risk cases", responses={200: OrderWithCasesSerializer, **ERRORS}
+    ),
 )
 class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_field = "order_no"
@@ -99,12 +102,11 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def retrieve(self, request, *args, **kwargs):
         order = self.get_object()
-        order._prefetched_objects_cache = {}
-        data = s.OrderDetailSerializer(order, context={"request": request}).data
-        data["events"] = s.EventSerializer(
-            order.events.select_related("actor_user", "actor_organisation").order_by("seq"), many=True
-        ).data
-        return Response(data)
+        order.live_cases = list(order.cases.live().select_related("owner").order_by("due_at"))
+        order._prefetched_objects_cache = {
+            "events": order.events.select_related("actor_user", "actor_organisation").order_by("seq")
+        }
+        return Response(OrderWithCasesSerializer(order, context={"request": request}).data)
 
     @extend_schema(
         summary="Create an order (platform)",

@@ -65,7 +65,7 @@ def test_group_fees_show_the_extra_logistics_fee_without_choice_b(merchant_org, 
 
 def test_group_fees_with_choice_b_expect_every_logistics_fee(merchant_org, provider_org, platform):
     _split_group_of_two_shipped(merchant_org, provider_org)
-    SplitGroup.objects.create(trade_no="T-FEES", sku="SKU-F", choice=SplitChoice.KEEP_NOT_REQUIRED)
+    SplitGroup.objects.filter(trade_no="T-FEES", sku="SKU-F").update(choice=SplitChoice.KEEP_NOT_REQUIRED)
     fees = group_fees("T-FEES", "SKU-F")
     assert fees.logistics_expected == fees.logistics_charged == Decimal("24.00")
     assert fees.overcharged == Decimal("0.00")

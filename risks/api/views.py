@@ -1,0 +1,142 @@
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders.api.views import ERRORS, IDEMPOTENCY_HEADER
+from orders.models import Order
+from portal.api import actor_for, error_body, idempotent
+from portal.api_auth import HasOrganisation
+from risks import cases
+from risks.api import serializers as s
+from risks.filtersets import CaseFilterSet, EscalationFilterSet
+from risks.models import Escalation, RiskCase
+
+
+class ById(CursorPagination):
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Risk cases about your orders", responses={200: s.CaseSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="One risk case", responses={200: s.CaseSerializer, **ERRORS}),
+)
+class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [HasOrganisation]
+    serializer_class = s.CaseSerializer
+    pagination_class = ById
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = CaseFilterSet
+
+    def get_queryset(self):
+        return RiskCase.objects.visible_to(self.request.user).select_related("order", "owner")
+
+
+def case_action(name, body, act, summary):
+    @extend_schema(
+        summary=summary,
+        request=body,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.CaseSerializer, **ERRORS},
+        operation_id=f"cases_{name}",
+        tags=["cases"],
+    )
+    @idempotent
+    def post(self, request, pk):
+        case = get_object_or_404(RiskCase.objects.visible_to(request.user).select_related("order", "owner"), pk=pk)
+        payload = body(data=request.data if request.data is not None else {})
+        payload.is_valid(raise_exception=True)
+        act(case, actor_for(request), payload.validated_data)
+        case.refresh_from_db()
+        return Response(s.CaseSerializer(case).data)
+
+    return type(f"Case{name.title()}View", (APIView,), {"permission_classes": [HasOrganisation], "post": post})
+
+
+CaseAcknowledgeView = case_action(
+    "acknowledge",
+    s.CaseNoteSerializer,
+    lambda case, actor, data: cases.acknowledge(case, actor, data.get("note", "")),
+    "Acknowledge a case (its owner or the platform)",
+)
+CaseResolveView = case_action(
+    "resolve",
+    s.CaseResolveSerializer,
+    lambda case, actor, data: cases.resolve(case, actor, data["note"]),
+    "Resolve a case with a note (its owner or the platform)",
+)
+CaseEscalateView = case_action(
+    "escalate",
+    s.CaseEscalateSerializer,
+    lambda case, actor, data: cases.escalate(case, actor, data["reason"]),
+    "Escalate a case to the platform (merchant or provider)",
+)
+
+
+class SplitChoiceView(APIView):
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(
+        summary="The merchant's choice for a split group: A or B",
+        request=s.SplitChoiceSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.SplitGroupSerializer, **ERRORS},
+        tags=["split-groups"],
+    )
+    @idempotent
+    def post(self, request, trade_no, sku):
+        if not Order.objects.visible_to(request.user).split_group(trade_no, sku).exists():
+            return Response(error_body("not_found", _("Not found.")), status=status.HTTP_404_NOT_FOUND)
+        body = s.SplitChoiceSerializer(data=request.data if request.data is not None else {})
+        body.is_valid(raise_exception=True)
+        group = cases.choose_split(trade_no, sku, body.validated_data["choice"], actor_for(request))
+        return Response(
+            {"trade_no": group.trade_no, "sku": group.sku, "choice": group.choice, "chosen_at": group.chosen_at}
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Escalations (the platform sees all; others those they raised)",
+        responses={200: s.EscalationSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(summary="One escalation", responses={200: s.EscalationSerializer, **ERRORS}),
+)
+class EscalationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [HasOrganisation]
+    serializer_class = s.EscalationSerializer
+    pagination_class = ById
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = EscalationFilterSet
+
+    def get_queryset(self):
+        return Escalation.objects.visible_to(self.request.user).select_related(
+            "order", "raised_by_organisation", "raised_by_user", "assignee"
+        )
+
+    @extend_schema(
+        summary="Escalate an order, or one of its cases, to the platform",
+        request=s.EscalationCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: s.EscalationSerializer, **ERRORS},
+    )
+    @idempotent
+    def create(self, request):
+        body = s.EscalationCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        order = get_object_or_404(Order.objects.visible_to(request.user), order_no=data["order"])
+        actor = actor_for(request)
+        if "case" in data:
+            case = get_object_or_404(RiskCase.objects.visible_to(request.user).filter(order=order), pk=data["case"])
+            escalation = cases.escalate(case, actor, data["reason"], category=data.get("category"))
+        else:
+            escalation = cases.escalate_order(order, actor, data["reason"], data.get("category") or "other")
+        return Response(s.EscalationSerializer(escalation).data, status=status.HTTP_201_CREATED)

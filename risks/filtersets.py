@@ -1,0 +1,46 @@
+import django_filters
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from orders.filtersets import YES_NO
+from portal.filters import StyledFilterSet
+from portal.models import Organisation
+from risks.choices import CaseStatus, EscalationCategory, EscalationStatus, Rule, Severity
+from risks.models import Escalation, RiskCase
+
+
+class CaseFilterSet(StyledFilterSet):
+    rule = django_filters.ChoiceFilter(choices=Rule.choices, label=_("Rule"))
+    status = django_filters.ChoiceFilter(choices=CaseStatus.choices, label=_("Status"))
+    severity = django_filters.ChoiceFilter(choices=Severity.choices, label=_("Severity"))
+    overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
+    order = django_filters.CharFilter(field_name="order__order_no", label=_("Order number"))
+    owner = django_filters.ModelChoiceFilter(
+        queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner")
+    )
+
+    class Meta:
+        model = RiskCase
+        fields = []
+
+    def filter_overdue(self, queryset, name, value):
+        live = queryset.live()
+        if value == "yes":
+            return live.filter(due_at__lt=timezone.now())
+        return queryset.exclude(pk__in=live.filter(due_at__lt=timezone.now()).values("pk"))
+
+
+class EscalationFilterSet(StyledFilterSet):
+    status = django_filters.ChoiceFilter(choices=EscalationStatus.choices, label=_("Status"))
+    category = django_filters.ChoiceFilter(choices=EscalationCategory.choices, label=_("Category"))
+    rule = django_filters.ChoiceFilter(field_name="raised_by_rule", choices=Rule.choices, label=_("Rule"))
+    overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
+    order = django_filters.CharFilter(field_name="order__order_no", label=_("Order number"))
+
+    class Meta:
+        model = Escalation
+        fields = []
+
+    def filter_overdue(self, queryset, name, value):
+        late = queryset.live().filter(first_response_due_at__lt=timezone.now(), assignee__isnull=True)
+        return late if value == "yes" else queryset.exclude(pk__in=late.values("pk"))

@@ -1,0 +1,267 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from orders.models import Order
+from portal.choices import OrganisationKind
+from risks.choices import (
+    LIVE_ESCALATIONS,
+    LIVE_STATUSES,
+    CaseEventKind,
+    CaseStatus,
+    EscalationCategory,
+    EscalationStatus,
+    Resolution,
+    Rule,
+    Severity,
+)
+
+_live = Q(status__in=[s.value for s in LIVE_STATUSES])
+
+
+def _hours(label, default, help_text=""):
+    return models.PositiveIntegerField(label, default=default, validators=[MinValueValidator(1)], help_text=help_text)
+
+
+class RiskSettings(models.Model):
+    """The thresholds of SPEC §3, one row, edited by administrators in the admin."""
+
+    pending_sign_in_hours = _hours(_("pending sign-in: hours unsigned"), 24)
+    pending_sign_in_high_within_hours = _hours(_("pending sign-in: high severity within hours of the deadline"), 72)
+    unconfirmable_hours = _hours(_("unconfirmable split order: hours without a waybill or pickup"), 24)
+    deadline_at_risk_hours = _hours(_("deadline at risk: hours before the deadline"), 48)
+    escalate_overdue_after_hours = _hours(_("hours after its due time an open case escalates"), 12)
+    sla_awaiting_shipment_hours = _hours(_("SLA awaiting shipment (merchant)"), 48)
+    sla_inbound_hours = _hours(_("SLA in transit to provider (merchant)"), 96)
+    sla_signed_in_hours = _hours(_("SLA signed in (provider)"), 24)
+    sla_appraised_hours = _hours(_("SLA appraised (provider)"), 24)
+    sla_inspected_hours = _hours(_("SLA inspected (provider)"), 12)
+    sla_packed_hours = _hours(_("SLA packed (provider)"), 12)
+    sla_waybill_printed_hours = _hours(_("SLA waybill printed (provider)"), 24)
+    sla_outbound_hours = _hours(_("SLA picked up, in transit (platform)"), 120)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("risk thresholds")
+        verbose_name_plural = _("risk thresholds")
+
+    def __str__(self):
+        return str(_("Risk thresholds"))
+
+    @classmethod
+    def current(cls) -> "RiskSettings":
+        """The thresholds in force (the defaults until an administrator changes them)."""
+        found = cls.objects.filter(pk=1).first()
+        return found if found is not None else cls(pk=1)
+
+    def sla(self) -> dict[str, timedelta]:
+        """How long an order may stay in each state before it is stalled, and whose it is."""
+        return {
+            state: timedelta(hours=getattr(self, f"sla_{state}_hours"))
+            for state in (
+                "awaiting_shipment",
+                "inbound",
+                "signed_in",
+                "appraised",
+                "inspected",
+                "packed",
+                "waybill_printed",
+                "outbound",
+            )
+        }
+
+
+class RiskCaseQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Cases about orders the user may see: the case's order carries the scope."""
+        if not user.is_authenticated:
+            return self.none()
+        org = user.organisation if getattr(user, "organisation_id", None) else None
+        if org is None:
+            return self.all() if user.is_superuser else self.none()
+        return self.visible_to_organisation(org)
+
+    def visible_to_organisation(self, org):
+        if org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        if org.kind == OrganisationKind.MERCHANT:
+            return self.filter(order__merchant=org)
+        if org.kind == OrganisationKind.PROVIDER:
+            return self.filter(order__provider=org)
+        return self.none()
+
+    def live(self):
+        return self.filter(_live)
+
+
+class RiskCase(models.Model):
+    """One hit of a risk rule on an order or a split group, and what people did about it.
+
+    ``subject`` names what the case is about (``order:<id>`` or
+    ``group:<trade_no>/<sku>``); at most one live case exists per rule and
+    subject, which the database enforces. ``fingerprint`` describes the
+    evidence: a case a person resolved is not reopened for the same evidence.
+    """
+
+    rule = models.CharField(_("rule"), max_length=32, choices=Rule.choices)
+    subject = models.CharField(_("subject"), max_length=200)
+    fingerprint = models.CharField(_("evidence"), max_length=100, blank=True)
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="cases")
+    trade_no = models.CharField(_("trade number"), max_length=64)
+    sku = models.CharField(_("SKU"), max_length=64)
+    owner = models.ForeignKey(
+        "portal.Organisation", verbose_name=_("owner"), on_delete=models.PROTECT, related_name="risk_cases"
+    )
+    severity = models.CharField(_("severity"), max_length=16, choices=Severity.choices)
+    status = models.CharField(_("status"), max_length=16, choices=CaseStatus.choices, default=CaseStatus.OPEN)
+    due_at = models.DateTimeField(_("due"))
+    money_at_risk = models.DecimalField(_("money at risk (CNY)"), max_digits=14, decimal_places=2, default=0)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    resolution = models.CharField(_("resolution"), max_length=24, choices=Resolution.choices, blank=True)
+    note = models.TextField(_("note"), blank=True)
+    opened_at = models.DateTimeField(_("opened"))
+    acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
+    escalated_at = models.DateTimeField(_("escalated"), null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = RiskCaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = _("risk case")
+        verbose_name_plural = _("risk cases")
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "subject"], condition=_live, name="one_live_case_per_subject"),
+        ]
+        indexes = [
+            models.Index(fields=["due_at"], condition=_live, name="case_live_due"),
+            models.Index(fields=["rule", "subject", "fingerprint"], name="case_evidence"),
+            models.Index(fields=["order", "status"], name="case_order_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_rule_display()} · {self.order.order_no if self.order_id else self.subject}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def is_group_case(self) -> bool:
+        return self.subject.startswith("group:")
+
+
+class CaseEvent(models.Model):
+    """The history of a case: opened, acknowledged, escalated, resolved and why."""
+
+    case = models.ForeignKey(RiskCase, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(_("what"), max_length=16, choices=CaseEventKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    note = models.TextField(_("note"), blank=True)
+    at = models.DateTimeField(_("when"))
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name = _("case event")
+        verbose_name_plural = _("case events")
+
+    def __str__(self):
+        return f"{self.case_id} {self.kind}"
+
+
+class EscalationQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The platform sees every escalation; others see those their organisation raised."""
+        org = user.organisation if getattr(user, "organisation_id", None) else None
+        return self.visible_to_organisation(org)
+
+    def visible_to_organisation(self, org):
+        if org is None:
+            return self.none()
+        if org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        return self.filter(raised_by_organisation=org)
+
+    def live(self):
+        return self.filter(status__in=[s.value for s in LIVE_ESCALATIONS])
+
+
+class Escalation(models.Model):
+    """A request for a platform operator to step in (SPEC §4), raised by a person or by a rule."""
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=EscalationStatus.choices, default=EscalationStatus.OPEN
+    )
+    category = models.CharField(_("category"), max_length=24, choices=EscalationCategory.choices)
+    reason = models.TextField(_("reason"))
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="escalations")
+    case = models.ForeignKey(
+        RiskCase,
+        verbose_name=_("case"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="escalations",
+    )
+    raised_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("raised by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    raised_by_organisation = models.ForeignKey(
+        "portal.Organisation", verbose_name=_("raised by organisation"), on_delete=models.PROTECT, related_name="+"
+    )
+    raised_by_rule = models.CharField(_("raised by rule"), max_length=32, choices=Rule.choices, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assigned to"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="assigned_escalations",
+    )
+    first_response_due_at = models.DateTimeField(_("first response due"))
+    created_at = models.DateTimeField(_("opened"))
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    resolved_at = models.DateTimeField(_("closed"), null=True, blank=True)
+
+    objects = EscalationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["first_response_due_at", "id"]
+        verbose_name = _("escalation")
+        verbose_name_plural = _("escalations")
+        constraints = [
+            # A case goes to the platform once while that escalation is live.
+            models.UniqueConstraint(
+                fields=["case"],
+                condition=Q(case__isnull=False, status__in=[s.value for s in LIVE_ESCALATIONS]),
+                name="one_live_escalation_per_case",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["first_response_due_at"],
+                condition=Q(status__in=[s.value for s in LIVE_ESCALATIONS]),
+                name="escalation_live_due",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_category_display()} · {self.order.order_no}"

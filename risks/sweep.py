@@ -1,0 +1,178 @@
+"""The sweep (SPEC §3): run every rule, open a case for each new hit,
+resolve the cases whose condition cleared, escalate the overdue ones.
+
+Safe to run on several machines at once: a partial unique constraint keeps
+one live case per rule and subject (inserts that lose the race are dropped),
+resolutions are conditional updates on live cases, and escalations are
+unique per case. Its queries grow with the number of rules and batches, its
+work with the number of hits, never with the number of orders.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from risks import cases, rules
+from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution
+from risks.models import CaseEvent, RiskCase, RiskSettings
+
+logger = logging.getLogger(__name__)
+BATCH = 1000
+LIVE = [s.value for s in LIVE_STATUSES]
+
+
+@dataclass
+class Summary:
+    opened: dict = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)
+    escalated: int = 0
+
+    def line(self) -> str:
+        opened = sum(self.opened.values())
+        resolved = sum(self.resolved.values())
+        return f"opened {opened}, resolved {resolved}, escalated {self.escalated}"
+
+
+def run_sweep(now=None) -> Summary:
+    """One sweep now; returns what it opened, resolved and escalated, per rule."""
+    now = now or timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    summary = Summary()
+    live = _live_cases()
+    for rule, evaluate in rules.RULES.items():
+        hits = {hit.subject: hit for hit in evaluate(ctx)}
+        current = live.get(rule, {})
+        cleared = [case for subject, case in current.items() if subject not in hits]
+        restarted = [
+            case
+            for subject, case in current.items()
+            if subject in hits
+            and rule in rules.RESTART_ON_NEW_EVIDENCE
+            and case["fingerprint"] != hits[subject].fingerprint
+        ]
+        resolved = resolve_rows(cleared, Resolution.CONDITION_CLEARED, now)
+        resolved += resolve_rows(restarted, Resolution.SUPERSEDED, now)
+        still_live = {s for s in current if s in hits} - {c["subject"] for c in restarted}
+        fresh = [hit for subject, hit in hits.items() if subject not in still_live]
+        opened = open_hits(rule, fresh, now)
+        if opened:
+            summary.opened[rule] = opened
+        if resolved:
+            summary.resolved[rule] = resolved
+    summary.escalated = _escalate_overdue(ctx)
+    logger.info("risk sweep: %s", summary.line())
+    return summary
+
+
+def _live_cases() -> dict:
+    found: dict = {}
+    for row in RiskCase.objects.filter(status__in=LIVE).values("pk", "rule", "subject", "fingerprint"):
+        found.setdefault(row["rule"], {})[row["subject"]] = row
+    return found
+
+
+def resolve_rows(rows, resolution, now) -> int:
+    """Close live cases whose condition cleared (a conditional update: a case a
+    person or another sweep closed meanwhile is left alone)."""
+    done = 0
+    why = {
+        Resolution.CONDITION_CLEARED: _("The condition cleared; the sweep closed the case."),
+        Resolution.SUPERSEDED: _("The order moved on; a new case follows it."),
+    }[resolution]
+    for start in range(0, len(rows), BATCH):
+        ids = [row["pk"] for row in rows[start : start + BATCH]]
+        with transaction.atomic():
+            closing = list(
+                RiskCase.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=ids, status__in=LIVE)
+                .values_list("pk", flat=True)
+            )
+            RiskCase.objects.filter(pk__in=closing).update(
+                status=CaseStatus.RESOLVED, resolution=resolution, resolved_at=now, updated_at=now
+            )
+            CaseEvent.objects.bulk_create(
+                [CaseEvent(case_id=pk, kind=CaseEventKind.RESOLVED, note=str(why), at=now) for pk in closing]
+            )
+        done += len(closing)
+    return done
+
+
+def _suppressed(rule, hits) -> set:
+    """Subjects whose exact evidence a person already resolved."""
+    if not hits:
+        return set()
+    condition = Q()
+    for hit in hits:
+        condition |= Q(subject=hit.subject, fingerprint=hit.fingerprint)
+    return set(
+        RiskCase.objects.filter(rule=rule, status=CaseStatus.RESOLVED, resolution=Resolution.BY_OWNER)
+        .filter(condition)
+        .values_list("subject", flat=True)
+    )
+
+
+def open_hits(rule, hits, now) -> int:
+    opened = 0
+    for start in range(0, len(hits), BATCH):
+        batch = hits[start : start + BATCH]
+        skip = _suppressed(rule, batch)
+        batch = [hit for hit in batch if hit.subject not in skip]
+        if not batch:
+            continue
+        with transaction.atomic():
+            RiskCase.objects.bulk_create(
+                [
+                    RiskCase(
+                        rule=rule,
+                        subject=hit.subject,
+                        fingerprint=hit.fingerprint,
+                        order_id=hit.order_id,
+                        trade_no=hit.trade_no,
+                        sku=hit.sku,
+                        owner_id=hit.owner_id,
+                        severity=hit.severity,
+                        due_at=hit.due_at,
+                        money_at_risk=hit.money_at_risk,
+                        details=hit.details,
+                        opened_at=now,
+                    )
+                    for hit in batch
+                ],
+                ignore_conflicts=True,
+            )
+            # Only the cases this sweep made (opened_at == now, no history yet)
+            # get their first event; a racing sweep's cases are its own.
+            created = list(
+                RiskCase.objects.filter(rule=rule, subject__in=[h.subject for h in batch], opened_at=now)
+                .filter(status=CaseStatus.OPEN)
+                .exclude(events__kind=CaseEventKind.OPENED)
+                .select_related("owner", "order")
+            )
+            CaseEvent.objects.bulk_create([CaseEvent(case=c, kind=CaseEventKind.OPENED, at=now) for c in created])
+            if rule in rules.ESCALATE_AT_ONCE:
+                cases.escalate_many_by_rule(created, _("Sent to the platform at once, as this rule requires."), now)
+        opened += len(created)
+    return opened
+
+
+def _escalate_overdue(ctx) -> int:
+    """Cases still open or acknowledged well past their due time go to the platform."""
+    limit = ctx.now - timedelta(hours=ctx.cfg.escalate_overdue_after_hours)
+    reason = _("Still not handled %(hours)s h after it was due.") % {"hours": ctx.cfg.escalate_overdue_after_hours}
+    escalated = 0
+    while True:
+        with transaction.atomic():
+            overdue = list(
+                RiskCase.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED], due_at__lte=limit)
+                .select_related("order", "owner")
+                .order_by("due_at")[:BATCH]
+            )
+            escalated += cases.escalate_many_by_rule(overdue, reason, ctx.now)
+        if len(overdue) < BATCH:
+            return escalated

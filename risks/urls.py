@@ -1,0 +1,16 @@
+from django.urls import path
+
+from risks import views
+
+app_name = "risks"
+urlpatterns = [
+    path("cases/", views.case_list, name="cases"),
+    path("cases/<int:pk>/", views.case_detail, name="case"),
+    path("cases/<int:pk>/acknowledge/", views.acknowledge, name="case-acknowledge"),
+    path("cases/<int:pk>/resolve/", views.resolve, name="case-resolve"),
+    path("cases/<int:pk>/escalate/", views.escalate, name="case-escalate"),
+    path("cases/<int:pk>/split-choice/", views.choose_split, name="case-split-choice"),
+    path("orders/<str:order_no>/escalate/", views.escalate_order, name="order-escalate"),
+    path("escalations/", views.escalation_list, name="escalations"),
+    path("escalations/<int:pk>/", views.escalation_detail, name="escalation"),
+]

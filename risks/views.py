@@ -1,0 +1,182 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_tables2 import LazyPaginator, RequestConfig
+
+from orders import errors, workflow
+from orders.choices import EventSource, SplitChoice
+from orders.fees import group_fees
+from orders.models import Order, SplitGroup
+from portal.choices import OrganisationKind
+from risks import cases
+from risks.choices import LIVE_STATUSES, Rule
+from risks.filtersets import CaseFilterSet, EscalationFilterSet
+from risks.forms import AcknowledgeForm, EscalateForm, ResolveForm, SplitChoiceForm
+from risks.models import Escalation, RiskCase
+from risks.tables import CaseTable, EscalationTable
+
+
+def _actor(request):
+    return workflow.Actor.of_user(request.user, EventSource.WEB)
+
+
+def _paged(request, table):
+    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
+    return table
+
+
+@login_required
+def case_list(request):
+    """Risk cases about the orders in the user's scope."""
+    visible = RiskCase.objects.visible_to(request.user).select_related("order", "owner")
+    data = request.GET.copy()
+    if "status" not in data:
+        data["status"] = "open"
+    filterset = CaseFilterSet(data, visible)
+    rows = filterset.qs if filterset.is_valid() else visible.none()
+    table = _paged(request, CaseTable(rows))
+    return render(request, "risks/case_list.html", {"table": table, "filter": filterset})
+
+
+def _visible_case(request, pk):
+    return get_object_or_404(RiskCase.objects.visible_to(request.user).select_related("order", "owner"), pk=pk)
+
+
+@login_required
+def case_detail(request, pk, forms=None):
+    """One case: what it is about, its history, the split group when it is one, and what the user may do."""
+    case = _visible_case(request, pk)
+    org = request.user.organisation
+    may_act = case.is_live and org is not None and (org.kind == OrganisationKind.PLATFORM or org.pk == case.owner_id)
+    may_escalate = case.is_live and org is not None and org.kind != OrganisationKind.PLATFORM
+    forms = forms or {}
+    context = {
+        "case": case,
+        "events": case.events.select_related("actor_user", "actor_organisation"),
+        "escalations": case.escalations.all(),
+        "may_act": may_act,
+        "may_escalate": may_escalate,
+        "acknowledge_form": forms.get("acknowledge", AcknowledgeForm()),
+        "resolve_form": forms.get("resolve", ResolveForm()),
+        "escalate_form": forms.get("escalate", EscalateForm()),
+    }
+    if case.is_group_case or case.rule == Rule.UNCONFIRMABLE_SPLIT_ORDER:
+        group = SplitGroup.objects.filter(trade_no=case.trade_no, sku=case.sku).first()
+        context.update(
+            group=Order.objects.visible_to(request.user).split_group(case.trade_no, case.sku).order_by("pk"),
+            split=group,
+            fees=group_fees(case.trade_no, case.sku),
+            split_form=forms.get("split", SplitChoiceForm(initial={"choice": group.choice if group else None})),
+            may_choose=org is not None and org.pk == case.order.merchant_id and case.is_live,
+            choices=SplitChoice,
+        )
+    status = 400 if any(f.errors for f in forms.values()) else 200
+    return render(request, "risks/case_detail.html", context, status=status)
+
+
+def _case_action(request, pk, form_class, key, act):
+    case = _visible_case(request, pk)
+    form = form_class(request.POST)
+    if form.is_valid():
+        try:
+            act(case, form.cleaned_data)
+        except errors.NotAllowed:
+            raise Http404 from None
+        except errors.WorkflowError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("risks:case", pk=case.pk)
+    return case_detail(request, pk, forms={key: form})
+
+
+@login_required
+@require_POST
+def acknowledge(request, pk):
+    def act(case, data):
+        cases.acknowledge(case, _actor(request), data["note"])
+        messages.success(request, _("Case acknowledged."))
+
+    return _case_action(request, pk, AcknowledgeForm, "acknowledge", act)
+
+
+@login_required
+@require_POST
+def resolve(request, pk):
+    def act(case, data):
+        cases.resolve(case, _actor(request), data["note"])
+        messages.success(request, _("Case resolved."))
+
+    return _case_action(request, pk, ResolveForm, "resolve", act)
+
+
+@login_required
+@require_POST
+def escalate(request, pk):
+    def act(case, data):
+        cases.escalate(case, _actor(request), data["reason"], category=data.get("category") or None)
+        messages.success(request, _("Sent to the platform."))
+
+    return _case_action(request, pk, EscalateForm, "escalate", act)
+
+
+@login_required
+@require_POST
+def choose_split(request, pk):
+    """The merchant answers a split-order case with choice A or B."""
+
+    def act(case, data):
+        cases.choose_split(case.trade_no, case.sku, data["choice"], _actor(request))
+        messages.success(request, _("Your choice is recorded; the provider handles the orders accordingly."))
+
+    return _case_action(request, pk, SplitChoiceForm, "split", act)
+
+
+@login_required
+@require_POST
+def escalate_order(request, order_no):
+    """Escalate an order to the platform, with a reason."""
+    order = get_object_or_404(Order.objects.visible_to(request.user), order_no=order_no)
+    form = EscalateForm(request.POST)
+    if form.is_valid():
+        try:
+            cases.escalate_order(
+                order, _actor(request), form.cleaned_data["reason"], form.cleaned_data.get("category") or "other"
+            )
+        except errors.NotAllowed:
+            raise Http404 from None
+        except errors.WorkflowError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("Sent to the platform."))
+    else:
+        messages.error(request, _("Say why the platform is needed."))
+    return redirect("orders:detail", order_no=order.order_no)
+
+
+@login_required
+def escalation_list(request):
+    """Escalations: the platform sees all, others those their organisation raised."""
+    visible = Escalation.objects.visible_to(request.user).select_related("order", "raised_by_organisation", "assignee")
+    filterset = EscalationFilterSet(request.GET or None, visible)
+    rows = filterset.qs if filterset.is_bound and filterset.is_valid() else visible
+    return render(
+        request,
+        "risks/escalation_list.html",
+        {"table": _paged(request, EscalationTable(rows)), "filter": filterset},
+    )
+
+
+@login_required
+def escalation_detail(request, pk):
+    escalation = get_object_or_404(
+        Escalation.objects.visible_to(request.user).select_related("order", "case", "raised_by_organisation"), pk=pk
+    )
+    return render(request, "risks/escalation_detail.html", {"escalation": escalation})
+
+
+def live_cases_of(order):
+    """The live cases about an order, for its page."""
+    return order.cases.filter(status__in=[s.value for s in LIVE_STATUSES]).select_related("owner")
