@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -106,14 +105,15 @@ def _suppressed(rule, hits) -> set:
     """Subjects whose exact evidence a person already resolved."""
     if not hits:
         return set()
-    condition = Q()
-    for hit in hits:
-        condition |= Q(subject=hit.subject, fingerprint=hit.fingerprint)
-    return set(
-        RiskCase.objects.filter(rule=rule, status=CaseStatus.RESOLVED, resolution=Resolution.BY_OWNER)
-        .filter(condition)
-        .values_list("subject", flat=True)
+    resolved = set(
+        RiskCase.objects.filter(
+            rule=rule,
+            status=CaseStatus.RESOLVED,
+            resolution=Resolution.BY_OWNER,
+            subject__in=[hit.subject for hit in hits],
+        ).values_list("subject", "fingerprint")
     )
+    return {hit.subject for hit in hits if (hit.subject, hit.fingerprint) in resolved}
 
 
 def open_hits(rule, hits, now) -> int:

@@ -62,6 +62,13 @@ def pages(merchant_org, provider_org):
     signed = advance(new_order(merchant_org, provider_org, **title), OrderState.SIGNED_IN)
     delivered = advance(new_order(merchant_org, provider_org, **title), OrderState.DELIVERED)
     fresh = new_order(merchant_org, provider_org, **title)
+    for _ in range(2):
+        new_order(merchant_org, provider_org, trade_no="T-ZH", **title)
+    from risks.models import RiskCase
+    from risks.sweep import run_sweep
+
+    run_sweep()
+    split_case = RiskCase.objects.get(rule="split_order")
     return [("provider", reverse("orders:worklist", args=[w.slug])) for w in worklists.WORKLISTS] + [
         ("provider", reverse("orders:detail", args=[arrived.order_no])),
         ("provider", reverse("orders:detail", args=[signed.order_no])),
@@ -73,6 +80,10 @@ def pages(merchant_org, provider_org):
         ("operator", reverse("orders:detail", args=[arrived.order_no])),
         ("operator", reverse("orders:detail", args=[delivered.order_no])),
         ("merchant", reverse("api-keys")),
+        ("provider", reverse("risks:cases")),
+        ("merchant", reverse("risks:case", args=[split_case.pk])),
+        ("provider", reverse("risks:case", args=[split_case.pk])),
+        ("operator", reverse("risks:escalations")),
     ]
 
 
@@ -90,7 +101,7 @@ def test_main_pages_in_chinese_hold_no_english_of_ours(client, chinese, merchant
         runs = ENGLISH_RUN.findall(text)
         assert runs == [], (url, runs)
         checked += 1
-    assert checked == len(worklists.WORKLISTS) + 10
+    assert checked == len(worklists.WORKLISTS) + 14
 
 
 def test_the_login_page_follows_the_browser_and_speaks_chinese_by_default(client, db):

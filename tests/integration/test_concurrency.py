@@ -124,3 +124,28 @@ def test_two_requests_with_one_idempotency_key_at_once_act_once(postgres, mercha
     assert sorted(o.get("Idempotent-Replayed", "") for o in outcomes) == ["", "true"]
     assert outcomes[0].json() == outcomes[1].json()
     assert OrderEvent.objects.filter(order=arrived, action=Action.SIGN_IN).count() == 1
+
+
+def test_two_sweeps_at_once_leave_one_case_and_one_escalation_per_hit(postgres, merchant_org, provider_org, platform):
+    from orders.models import Order
+    from risks.choices import Rule
+    from risks.models import CaseEvent, Escalation, RiskCase
+    from risks.sweep import run_sweep
+
+    now = timezone.now()
+    stuck = [new_order(merchant_org, provider_org, deadline_in=timedelta(days=20)) for _ in range(15)]
+    Order.objects.filter(pk__in=[o.pk for o in stuck]).update(state_changed_at=now - timedelta(hours=60))
+    blocked = advance(new_order(merchant_org, provider_org, deadline_in=timedelta(days=20)), S.SIGNED_IN)
+    Order.objects.filter(pk=blocked.pk).update(flow_blocked=True, blocked_stage="entry")
+
+    def sweep():
+        return lambda: run_sweep()
+
+    outcomes = run_together(sweep, sweep, sweep)
+
+    assert not any(isinstance(o, Exception) for o in outcomes), outcomes
+    assert RiskCase.objects.filter(rule=Rule.STALLED).count() == 15
+    assert RiskCase.objects.filter(rule=Rule.FLOW_BLOCKED).count() == 1
+    assert Escalation.objects.count() == 1
+    assert CaseEvent.objects.filter(kind="opened").count() == 16
+    assert sum(sum(o.opened.values()) for o in outcomes) == 16

@@ -1,0 +1,117 @@
+"""The sweep as a whole: idempotent, bounded in queries, callable from beat and the shell."""
+
+from datetime import timedelta
+
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orders.choices import OrderState
+from orders.models import Order
+from risks.choices import Rule
+from risks.models import CaseEvent, Escalation, RiskCase
+from risks.sweep import run_sweep
+from risks.tasks import run_sweep as sweep_task
+from tests.factories import new_order
+
+S = OrderState
+
+
+def bulk_orders(merchant_org, provider_org, total, stuck, now):
+    """``total`` orders awaiting shipment, ``stuck`` of them past the 48 h SLA.
+    Written directly: the sweep reads rows, and a thousand workflows would only be slow."""
+    orders = []
+    for i in range(total):
+        old = i < stuck
+        orders.append(
+            Order(
+                order_no=f"BULK-{i:05d}",
+                trade_no=f"TB-{i:05d}",
+                merchant=merchant_org,
+                provider=provider_org,
+                sku="S",
+                item_title="item",
+                amount=100,
+                paid_at=now - timedelta(hours=60 if old else 1),
+                auto_confirm_at=now + timedelta(days=10),
+                state=S.AWAITING_SHIPMENT,
+                state_changed_at=now - timedelta(hours=60 if old else 1),
+            )
+        )
+    Order.objects.bulk_create(orders)
+
+
+def test_a_second_sweep_opens_nothing_new(merchant_org, provider_org, platform):
+    now = timezone.now()
+    bulk_orders(merchant_org, provider_org, 30, 10, now)
+    first = run_sweep(now)
+    assert first.opened == {Rule.STALLED: 10}
+    events = CaseEvent.objects.count()
+    second = run_sweep(now + timedelta(minutes=5))
+    assert second.opened == {} and second.resolved == {}
+    assert RiskCase.objects.count() == 10 and CaseEvent.objects.count() == events
+
+
+def _queries_of_a_sweep(merchant_org, provider_org, stuck):
+    now = timezone.now()
+    bulk_orders(merchant_org, provider_org, 1010, stuck, now)
+    with CaptureQueriesContext(connection) as first:
+        summary = run_sweep(now)
+    assert summary.opened == {Rule.STALLED: stuck}
+    with CaptureQueriesContext(connection) as again:
+        run_sweep(now + timedelta(minutes=5))
+    return len(first), len(again)
+
+
+def test_the_query_count_does_not_grow_with_the_hits(postgres, merchant_org, provider_org, platform):
+    # On PostgreSQL a batch of 1,000 rows is one statement; SQLite would split
+    # it by its limit on query parameters, which is the database's batching, not the sweep's.
+    few = _queries_of_a_sweep(merchant_org, provider_org, 10)
+    CaseEvent.objects.all().delete()
+    RiskCase.objects.all().delete()
+    Order.objects.all().delete()
+    many = _queries_of_a_sweep(merchant_org, provider_org, 1000)
+    assert few == many, (few, many)
+
+
+def test_the_command_prints_what_it_did(merchant_org, provider_org, platform, capsys):
+    bulk_orders(merchant_org, provider_org, 5, 2, timezone.now())
+    call_command("run_sweep")
+    out = capsys.readouterr().out
+    assert "opened 2" in out and "stalled" in out
+
+
+def test_the_beat_task_runs_a_sweep(merchant_org, provider_org, platform):
+    new_order(merchant_org, provider_org, deadline_in=timedelta(hours=10))
+    result = sweep_task()
+    assert result["opened"] == {Rule.DEADLINE_AT_RISK: 1}
+
+
+def test_beat_schedules_the_sweep_every_five_minutes_by_default(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["risk-sweep"]
+    assert entry["task"] == "risks.tasks.run_sweep" and entry["schedule"] == 300
+
+
+def test_the_database_allows_one_live_case_per_rule_and_subject(merchant_org, provider_org, platform):
+    import pytest
+    from django.db import IntegrityError, transaction
+
+    order = new_order(merchant_org, provider_org)
+    fields = {
+        "rule": Rule.STALLED,
+        "subject": f"order:{order.pk}",
+        "order": order,
+        "trade_no": order.trade_no,
+        "sku": order.sku,
+        "owner": merchant_org,
+        "severity": "medium",
+        "due_at": timezone.now(),
+        "opened_at": timezone.now(),
+    }
+    RiskCase.objects.create(**fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RiskCase.objects.create(**fields)
+    RiskCase.objects.update(status="resolved")
+    RiskCase.objects.create(**fields)  # a new live case once the old one is closed
+    assert Escalation.objects.count() == 0
