@@ -68,7 +68,7 @@ def test_a_verification_before_any_case_that_needs_the_platform_still_escalates(
 
 
 def test_the_owner_acknowledges_and_resolves_in_the_web(client, pending, provider, merchant):
-    order, case = pending
+    _order, case = pending
     client.force_login(merchant)
     assert client.post(reverse("risks:case-acknowledge", args=[case.pk]), {"note": ""}).status_code == 404
     client.force_login(provider)
@@ -86,7 +86,7 @@ def test_the_owner_acknowledges_and_resolves_in_the_web(client, pending, provide
 def test_a_person_resolving_is_not_undone_by_the_next_sweep(pending, provider):
     from risks import cases
 
-    order, case = pending
+    _order, case = pending
     cases.resolve(case, workflow.Actor.of_user(provider), "handled with the merchant by phone")
     run_sweep()
     assert RiskCase.objects.filter(rule=Rule.PENDING_SIGN_IN).count() == 1
@@ -128,7 +128,7 @@ def test_escalations_are_seen_by_their_raiser_and_the_platform(client, personas,
 
 
 def test_case_pages_are_scoped_and_filtered(client, personas, pending):
-    order, case = pending
+    _order, case = pending
     for name, user in personas.items():
         client.force_login(user)
         page = client.get(reverse("risks:cases")).content.decode()
@@ -140,7 +140,7 @@ def test_case_pages_are_scoped_and_filtered(client, personas, pending):
 
 
 def test_worklist_rows_and_the_order_page_show_the_case(client, provider, pending):
-    order, case = pending
+    order, _case = pending
     client.force_login(provider)
     row = client.get(reverse("orders:worklist", args=["pending-sign-in"])).content.decode()
     assert "Unverified pending sign-in" in row
@@ -180,7 +180,7 @@ def test_cases_api_lists_filters_and_acts(api, keys, pending):
 
 
 def test_cases_api_is_scoped(api, keys, pending):
-    order, case = pending
+    _order, case = pending
     for persona in ("merchant2", "provider2", "outsider"):
         api.as_key(keys[persona])
         assert api.get(f"/api/v1/cases/{case.pk}/").status_code == 404
@@ -191,7 +191,7 @@ def test_cases_api_is_scoped(api, keys, pending):
 
 
 def test_order_detail_and_list_in_the_api_show_risk(api, keys, pending):
-    order, case = pending
+    order, _case = pending
     api.as_key(keys["platform"])
     detail = api.get(f"/api/v1/orders/{order.order_no}/").json()
     assert [c["rule"] for c in detail["open_cases"]] == ["pending_sign_in"]

@@ -195,7 +195,7 @@ def test_duplicate_logistics_fee_unless_the_merchant_chose_b(merchant_org, provi
 
 @pytest.mark.parametrize("stop", [S.APPRAISED, S.WAYBILL_PRINTED])
 def test_unconfirmable_split_order_after_24_hours(merchant_org, provider_org, now, stop):
-    first, extra = split(merchant_org, provider_org)
+    _first, extra = split(merchant_org, provider_org)
     extra = advance(extra, stop, result=AppraisalResult.NOT_REQUIRED)
     changed = now - 24 * HOUR + MINUTE
     backdate(extra, state_changed_at=changed, waybill_printed_at=changed if extra.waybill_no else None)
