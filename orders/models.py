@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import (
@@ -22,6 +23,9 @@ from orders.choices import (
 from portal.choices import OrganisationKind
 
 _open = Q(state__in=sorted(OPEN_STATES))
+# A parcel at the provider waiting to be signed for, and since when.
+PENDING_STATES = [OrderState.INBOUND, OrderState.ARRIVED]
+ARRIVED_AT = Coalesce("inbound_delivered_at", "state_changed_at")
 
 
 class OrderQuerySet(models.QuerySet):
@@ -141,6 +145,8 @@ class Order(models.Model):
             models.Index(fields=["auto_confirm_at"], condition=_open, name="order_open_deadline"),
             models.Index(fields=["state", "state_changed_at"], condition=_open, name="order_open_state_age"),
             models.Index(fields=["waybill_no"], condition=~Q(waybill_no=""), name="order_waybill"),
+            models.Index(ARRIVED_AT, condition=Q(state__in=PENDING_STATES), name="order_pending_since"),
+            models.Index(fields=["state"], condition=Q(flow_blocked=True), name="order_blocked"),
             models.Index(fields=["inbound_tracking_no"], condition=~Q(inbound_tracking_no=""), name="order_inbound_no"),
         ]
         constraints = [
@@ -264,11 +270,17 @@ class SplitGroup(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     chosen_at = models.DateTimeField(_("chosen at"), null=True, blank=True)
+    # Set by the sweep once every order of the group is finished; the group
+    # rules stop reading it. A new order joining the group opens it again.
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("split group")
         verbose_name_plural = _("split groups")
         constraints = [models.UniqueConstraint(fields=["trade_no", "sku"], name="split_group_unique")]
+        indexes = [
+            models.Index(fields=["trade_no", "sku"], condition=Q(closed_at__isnull=True), name="split_group_open")
+        ]
 
     def __str__(self):
         return f"{self.trade_no} / {self.sku}"

@@ -483,7 +483,9 @@ def create_order(actor: Actor, **fields) -> Order:
             ).save()
             if Order.objects.split_group(order.trade_no, order.sku).exclude(pk=order.pk).exists():
                 # A second order of the same trade and SKU: the group is tracked from now on.
-                SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
+                group, _created = SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
+                if group.closed_at is not None:
+                    SplitGroup.objects.filter(pk=group.pk).update(closed_at=None)
             from orders.carrier import apply_waiting_scans
 
             apply_waiting_scans(order)

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 
-from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
-from orders.models import Order, OrderEvent, SplitGroup, in_split_group
+from orders.choices import OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
+from orders.models import ARRIVED_AT, PENDING_STATES, Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 from risks.choices import Rule, Severity
@@ -73,6 +72,7 @@ class Context:
     now: datetime.datetime
     cfg: object
     platform_id: int | None
+    groups: list | None = None
 
     @classmethod
     def build(cls, now, cfg):
@@ -119,15 +119,15 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
     """Parcels at the provider, unsigned for longer than the threshold and not
     verified within it (a verification is due again each threshold)."""
     threshold = timedelta(hours=ctx.cfg.pending_sign_in_hours)
-    arrived = Coalesce("inbound_delivered_at", "state_changed_at")
     verified = OrderEvent.objects.filter(
         order=OuterRef("pk"), action=Action.VERIFY_PENDING, occurred_at__gt=ctx.now - threshold
     )
     rows = (
         _base(orders)
-        .filter(Q(state=S.ARRIVED) | Q(state=S.INBOUND, inbound_delivered_at__isnull=False))
-        .annotate(arrived_at=arrived)
+        .filter(state__in=PENDING_STATES)
+        .annotate(arrived_at=ARRIVED_AT)
         .filter(arrived_at__lte=ctx.now - threshold)
+        .filter(Q(state=S.ARRIVED) | Q(inbound_delivered_at__isnull=False))
         .exclude(Exists(verified))
         .values(*ORDER_FIELDS, "arrived_at")
     )
@@ -206,39 +206,51 @@ def offline_shipment(ctx, orders=None) -> list[Hit]:
     ]
 
 
-def _groups():
-    """Split groups with their members counted, one row a group."""
-    members = Order.objects.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
-
-    def count(condition=None):
-        qs = members.filter(condition) if condition is not None else members
-        return Subquery(qs.values("trade_no").annotate(n=Count("pk")).values("n")[:1])
-
-    first = members.order_by("pk")
-    return SplitGroup.objects.annotate(
-        size=Coalesce(count(), 0),
-        open_orders=Coalesce(count(Q(state__in=_open_states)), 0),
-        appraised=Coalesce(count(Q(appraisal_result__in=sorted(FEE_RESULTS))), 0),
-        picked_up=Coalesce(count(Q(picked_up_at__isnull=False)), 0),
-        not_refunded=Coalesce(count(~Q(state=S.REFUNDED)), 0),
-        kept_and_delivered=Coalesce(
-            count(
-                Q(appraisal_result=AppraisalResult.NOT_REQUIRED, state__in=[S.DELIVERED, S.COMPLETED])
-                | Q(appraisal_result__in=sorted(FEE_RESULTS))
-            ),
-            0,
-        ),
-        total=Coalesce(Subquery(members.values("trade_no").annotate(t=Sum("amount")).values("t")[:1]), Decimal(0)),
-        first_order=Subquery(first.values("pk")[:1]),
-        provider_id=Subquery(first.values("provider_id")[:1]),
-        merchant_id=Subquery(first.values("merchant_id")[:1]),
-        appraisal_fee=Subquery(first.values("provider__appraisal_fee")[:1]),
-        logistics_fee=Subquery(first.values("provider__logistics_fee")[:1]),
-        deadline=Subquery(first.values("auto_confirm_at")[:1]),
-    ).filter(size__gt=1)
+_GROUPS_SQL = """
+SELECT g.id, g.trade_no, g.sku, g.choice,
+       COUNT(*) AS size,
+       COUNT(*) FILTER (WHERE o.state IN ({open})) AS open_orders,
+       COUNT(*) FILTER (WHERE o.appraisal_result IN ('pass', 'fail')) AS appraised,
+       COUNT(*) FILTER (WHERE o.picked_up_at IS NOT NULL) AS picked_up,
+       COUNT(*) FILTER (WHERE o.state <> 'refunded') AS not_refunded,
+       COUNT(*) FILTER (WHERE o.appraisal_result IN ('pass', 'fail')
+                          OR (o.appraisal_result = 'not_required' AND o.state IN ('delivered', 'completed')))
+           AS kept_and_delivered,
+       SUM(o.amount) AS total,
+       MIN(o.id) AS first_order,
+       MIN(o.provider_id) AS provider_id
+FROM orders_splitgroup g
+JOIN orders_order o ON o.trade_no = g.trade_no AND o.sku = g.sku
+WHERE g.closed_at IS NULL
+GROUP BY g.id, g.trade_no, g.sku, g.choice
+"""
 
 
-def _group_hit(ctx, rule, g, *, severity, fingerprint, money, owner_id=None) -> Hit:
+def group_rows(ctx) -> list[dict]:
+    """Every split group not yet closed, its members counted, in one query per
+    sweep (the three group rules share it). Groups whose orders are all
+    finished are closed by the sweep and not read again."""
+    if ctx.groups is None:
+        from django.db import connection
+
+        placeholders = ", ".join(["%s"] * len(_open_states))
+        with connection.cursor() as cursor:
+            cursor.execute(_GROUPS_SQL.format(open=placeholders), [str(s) for s in _open_states])
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        providers = Organisation.objects.filter(pk__in={r["provider_id"] for r in rows})
+        fees = {
+            pk: (appraisal, logistics)
+            for pk, appraisal, logistics in providers.values_list("pk", "appraisal_fee", "logistics_fee")
+        }
+        for row in rows:
+            row["appraisal_fee"], row["logistics_fee"] = fees[row["provider_id"]]
+            row["total"] = Decimal(row["total"])
+        ctx.groups = rows
+    return ctx.groups
+
+
+def _group_hit(ctx, rule, g, *, severity, fingerprint, money) -> Hit:
     return Hit(
         rule=rule,
         subject=f"group:{g['trade_no']}/{g['sku']}",
@@ -246,7 +258,7 @@ def _group_hit(ctx, rule, g, *, severity, fingerprint, money, owner_id=None) -> 
         order_id=g["first_order"],
         trade_no=g["trade_no"],
         sku=g["sku"],
-        owner_id=owner_id or g["provider_id"],
+        owner_id=g["provider_id"],
         severity=severity,
         due_at=ctx.due(rule),
         money_at_risk=money,
@@ -254,39 +266,18 @@ def _group_hit(ctx, rule, g, *, severity, fingerprint, money, owner_id=None) -> 
     )
 
 
-GROUP_FIELDS = (
-    "trade_no",
-    "sku",
-    "choice",
-    "size",
-    "open_orders",
-    "appraised",
-    "picked_up",
-    "not_refunded",
-    "kept_and_delivered",
-    "total",
-    "first_order",
-    "provider_id",
-    "appraisal_fee",
-    "logistics_fee",
-    "deadline",
-)
-
-
 def split_order(ctx) -> list[Hit]:
     """Split groups still open that do not yet match the merchant's choice:
     A, every extra order refunded; B, every extra order kept as "no appraisal
     needed" and delivered."""
-    rows = _groups().filter(open_orders__gt=0).values(*GROUP_FIELDS)
     hits = []
-    for g in rows:
+    for g in group_rows(ctx):
+        if not g["open_orders"]:
+            continue
         if g["choice"] == SplitChoice.REFUND_AND_REBUY and g["not_refunded"] <= 1:
             continue
-        if (
-            g["choice"] == SplitChoice.KEEP_NOT_REQUIRED
-            and g["kept_and_delivered"] >= g["size"]
-            and g["appraised"] <= 1
-        ):
+        kept = g["kept_and_delivered"] >= g["size"] and g["appraised"] <= 1
+        if g["choice"] == SplitChoice.KEEP_NOT_REQUIRED and kept:
             continue
         hits.append(
             _group_hit(
@@ -302,8 +293,7 @@ def split_order(ctx) -> list[Hit]:
 
 
 def duplicate_appraisal_fee(ctx) -> list[Hit]:
-    """Split groups where more than one order carries pass or fail."""
-    rows = _groups().filter(appraised__gt=1).values(*GROUP_FIELDS)
+    """Split groups, not yet finished, where more than one order carries pass or fail."""
     return [
         _group_hit(
             ctx,
@@ -313,13 +303,14 @@ def duplicate_appraisal_fee(ctx) -> list[Hit]:
             fingerprint=g["appraised"],
             money=(g["appraised"] - 1) * g["appraisal_fee"],
         )
-        for g in rows
+        for g in group_rows(ctx)
+        if g["open_orders"] and g["appraised"] > 1
     ]
 
 
 def duplicate_logistics_fee(ctx) -> list[Hit]:
-    """Split groups with more than one waybill picked up, when the merchant did not choose B."""
-    rows = _groups().filter(picked_up__gt=1).exclude(choice=SplitChoice.KEEP_NOT_REQUIRED).values(*GROUP_FIELDS)
+    """Split groups, not yet finished, with more than one waybill picked up,
+    when the merchant did not choose B."""
     return [
         _group_hit(
             ctx,
@@ -329,22 +320,26 @@ def duplicate_logistics_fee(ctx) -> list[Hit]:
             fingerprint=g["picked_up"],
             money=(g["picked_up"] - 1) * g["logistics_fee"],
         )
-        for g in rows
+        for g in group_rows(ctx)
+        if g["open_orders"] and g["picked_up"] > 1 and g["choice"] != SplitChoice.KEEP_NOT_REQUIRED
     ]
 
 
 def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
     """ "No appraisal needed" orders of a split group that will never be confirmed:
     no waybill long after appraisal, or a waybill nobody picked up."""
+    groups = {(g["trade_no"], g["sku"]) for g in group_rows(ctx) if g["open_orders"]}
+    if not groups:
+        return []
     before = ctx.now - timedelta(hours=ctx.cfg.unconfirmable_hours)
     rows = (
         _base(orders)
+        .filter(trade_no__in={trade_no for trade_no, _ in groups})
         .filter(appraisal_result=AppraisalResult.NOT_REQUIRED)
         .filter(
             Q(state__in=[S.APPRAISED, S.INSPECTED, S.PACKED], waybill_no="", state_changed_at__lte=before)
             | Q(state=S.WAYBILL_PRINTED, waybill_printed_at__lte=before)
         )
-        .filter(in_split_group())
         .values(*ORDER_FIELDS)
     )
     return [
@@ -357,6 +352,7 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
             fingerprint=r["state"],
         )
         for r in rows
+        if (r["trade_no"], r["sku"]) in groups
     ]
 
 

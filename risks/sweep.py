@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from orders.models import SplitGroup
 from risks import cases, rules
 from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution
 from risks.models import CaseEvent, RiskCase, RiskSettings
@@ -63,6 +64,7 @@ def run_sweep(now=None) -> Summary:
             summary.opened[rule] = opened
         if resolved:
             summary.resolved[rule] = resolved
+    _close_finished_groups(ctx, now)
     summary.escalated = _escalate_overdue(ctx)
     logger.info("risk sweep: %s", summary.line())
     return summary
@@ -151,13 +153,24 @@ def open_hits(rule, hits, now) -> int:
                 RiskCase.objects.filter(rule=rule, subject__in=[h.subject for h in batch], opened_at=now)
                 .filter(status=CaseStatus.OPEN)
                 .exclude(events__kind=CaseEventKind.OPENED)
-                .select_related("owner", "order")
+                .values_list("pk", flat=True)
             )
-            CaseEvent.objects.bulk_create([CaseEvent(case=c, kind=CaseEventKind.OPENED, at=now) for c in created])
+            CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, kind=CaseEventKind.OPENED, at=now) for pk in created])
             if rule in rules.ESCALATE_AT_ONCE:
-                cases.escalate_many_by_rule(created, _("Sent to the platform at once, as this rule requires."), now)
+                cases.escalate_many_by_rule(
+                    list(RiskCase.objects.filter(pk__in=created).select_related("owner", "order")),
+                    _("Sent to the platform at once, as this rule requires."),
+                    now,
+                )
         opened += len(created)
     return opened
+
+
+def _close_finished_groups(ctx, now):
+    """Split groups whose orders are all finished need no more reading."""
+    finished = [g["id"] for g in rules.group_rows(ctx) if not g["open_orders"]]
+    for start in range(0, len(finished), BATCH):
+        SplitGroup.objects.filter(pk__in=finished[start : start + BATCH], closed_at__isnull=True).update(closed_at=now)
 
 
 def _escalate_overdue(ctx) -> int:

@@ -144,7 +144,7 @@ class OrderLife(RuleBasedStateMachine):
             order_no=order.order_no if name_order else "",
         )
 
-    @rule(index=st.integers(0, 2), result=st.sampled_from(list(AppraisalResult)), steps=st.integers(1, 6))
+    @rule(index=st.integers(0, 2), result=st.sampled_from(list(AppraisalResult)), steps=st.integers(1, 10))
     def step_forward(self, index, result, steps):
         """The right next steps by the right parties, so lives get far along."""
         for _ in range(steps):
@@ -203,7 +203,7 @@ class OrderLife(RuleBasedStateMachine):
         with contextlib.suppress(errors.WorkflowError):
             workflow.perform(order, action, source, occurred_at=self._tick(1), **params)
 
-    @rule(hours=st.integers(1, 60))
+    @rule(hours=st.integers(1, 40))
     def deadline_passes(self, hours):
         workflow.apply_deadlines(now=self._tick(hours))
 
