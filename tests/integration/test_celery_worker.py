@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -57,7 +58,15 @@ def test_a_worker_runs_the_deadline_task_sent_through_the_broker(postgres, redis
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
+    reader.start()
     try:
+        # Send once the worker listens on its queue; a message routed to a
+        # queue nobody has declared yet would have nowhere to go.
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up and not any("ready." in line for line in lines):
+            time.sleep(0.2)
         apply_deadlines.apply_async(queue=queue)
         give_up = time.monotonic() + 120
         while time.monotonic() < give_up and Order.objects.filter(pk__in=[o.pk for o in [*due, delivered]]).filter(
@@ -66,7 +75,9 @@ def test_a_worker_runs_the_deadline_task_sent_through_the_broker(postgres, redis
             time.sleep(0.5)
     finally:
         worker.terminate()
-        output = worker.communicate(timeout=30)[0]
+        worker.wait(timeout=30)
+        reader.join(timeout=10)
+        output = "".join(lines)
 
     assert Order.objects.filter(pk__in=[o.pk for o in due], state=S.AUTO_REFUNDED).count() == len(due), output
     delivered.refresh_from_db()
