@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from portal import apikeys
-from portal.models import ApiKey, CarrierIntegration, Organisation, User
+from portal import apikeys, notify
+from portal.models import ApiKey, CarrierIntegration, EmailStatus, Notification, Organisation, User
 
 
 @admin.register(Organisation)
@@ -57,3 +58,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class CarrierIntegrationAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at"]
     list_filter = ["is_active"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """The outbox: administrators see what failed, why, and can send it again."""
+
+    list_display = ["created_at", "kind", "recipient", "email_status", "attempts", "last_error", "sent_at", "read_at"]
+    list_filter = ["email_status", "kind"]
+    search_fields = ["recipient__username", "recipient__email", "key"]
+    list_select_related = ["recipient"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    actions = ["send_again"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description=_("Send the selected failed emails again"))
+    def send_again(self, request, queryset):
+        again = queryset.filter(email_status=EmailStatus.FAILED).update(
+            email_status=EmailStatus.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
+        )
+        notify.kick()
+        messages.success(request, _("%(n)d emails will be sent again.") % {"n": again})

@@ -177,3 +177,90 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self):
         return f"{self.owner} {self.key}"
+
+
+class NotificationKind(models.TextChoices):
+    CASE_OPENED = "case_opened", _("A risk case was opened for your organisation")
+    DEADLINE_AT_RISK = "deadline_at_risk", _("An order's deadline is at risk")
+    ESCALATION_OPENED = "escalation_opened", _("An escalation was opened")
+    ESCALATION_ASSIGNED = "escalation_assigned", _("An escalation was assigned")
+    ESCALATION_COMMENTED = "escalation_commented", _("An escalation has a new comment")
+    ESCALATION_CLOSED = "escalation_closed", _("An escalation was resolved or rejected")
+    ESCALATION_REMINDER = "escalation_reminder", _("An escalation waits for a first response")
+    DAILY_DIGEST = "daily_digest", _("Daily digest")
+
+
+class Delivery(models.TextChoices):
+    IMMEDIATELY = "immediately", _("Immediately")
+    DIGEST = "digest", _("In the daily digest")
+    OFF = "off", _("Off")
+
+
+class EmailStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting to be sent")
+    SENDING = "sending", _("Being sent")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    DIGEST = "digest", _("Waiting for the daily digest")
+    DIGESTED = "digested", _("Sent in a digest")
+    OFF = "off", _("Not emailed (switched off)")
+
+
+class Notification(models.Model):
+    """One message to one person about one cause: an inbox item and, unless
+    the person switched it off, an email (the outbox row of that email).
+
+    Written in the same transaction as its cause; ``key`` names the cause, so
+    the same cause reaches a person once however often it is announced.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("recipient"), on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=NotificationKind.choices)
+    key = models.CharField(_("cause"), max_length=120)
+    context = models.JSONField(_("details"), default=dict)
+    link = models.CharField(_("link"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"))
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+    email_status = models.CharField(_("email"), max_length=16, choices=EmailStatus.choices)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("being sent since"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [models.UniqueConstraint(fields=["recipient", "key"], name="notification_once_per_cause")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(email_status__in=["pending", "sending"]),
+                name="notification_outbox",
+            ),
+            models.Index(
+                fields=["recipient", "created_at"], condition=models.Q(read_at__isnull=True), name="notification_unread"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} → {self.recipient_id}"
+
+
+class NotificationPreference(models.Model):
+    """How a person wants to be emailed about one kind of notification."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    kind = models.CharField(_("kind"), max_length=32, choices=NotificationKind.choices)
+    delivery = models.CharField(_("delivery"), max_length=16, choices=Delivery.choices)
+
+    class Meta:
+        verbose_name = _("notification preference")
+        verbose_name_plural = _("notification preferences")
+        constraints = [models.UniqueConstraint(fields=["user", "kind"], name="one_preference_per_kind")]
+
+    def __str__(self):
+        return f"{self.user_id} {self.kind} {self.delivery}"

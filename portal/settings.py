@@ -10,6 +10,7 @@ production.
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -148,7 +149,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DEADLINE_SWEEP_SECONDS = env_int("DEADLINE_SWEEP_SECONDS", 60, minimum=5)
 RISK_SWEEP_SECONDS = env_int("RISK_SWEEP_SECONDS", 300, minimum=10)
 ESCALATION_FIRST_RESPONSE_HOURS = env_int("ESCALATION_FIRST_RESPONSE_HOURS", 4, minimum=1)
+ESCALATION_REMINDER_HOURS = env_int("ESCALATION_REMINDER_HOURS", 4, minimum=1)
+# Notifications: how long a claimed email may be in flight before another
+# worker takes it over (a worker died), how often and how patiently to retry.
+NOTIFY_ENQUEUE = env_bool("NOTIFY_ENQUEUE", True)
+NOTIFY_DELIVERY_SECONDS = env_int("NOTIFY_DELIVERY_SECONDS", 60, minimum=5)
 CELERY_BEAT_SCHEDULE = {
+    "deliver-notifications": {
+        "task": "portal.tasks.deliver_due",
+        "schedule": float(NOTIFY_DELIVERY_SECONDS),
+        "options": {"expires": float(NOTIFY_DELIVERY_SECONDS)},
+    },
+    "daily-digest": {
+        "task": "portal.tasks.send_daily_digest",
+        "schedule": crontab(hour=9, minute=0),
+    },
     "risk-sweep": {
         "task": "risks.tasks.run_sweep",
         "schedule": float(RISK_SWEEP_SECONDS),
@@ -264,6 +279,8 @@ SPECTACULAR_SETTINGS = {
         "BlockedStageEnum": "orders.choices.BlockedStage",
         "VerifyOutcomeEnum": "orders.choices.VerifyOutcome",
         "RuleEnum": "risks.choices.Rule",
+        "CaseStatusEnum": "risks.choices.CaseStatus",
+        "EscalationStatusEnum": "risks.choices.EscalationStatus",
     },
 }
 
@@ -271,6 +288,9 @@ SPECTACULAR_SETTINGS = {
 
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 5 * EMAIL_TIMEOUT + 60, minimum=1)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 60, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Appraisal Portal <portal@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if EMAIL_HOST:

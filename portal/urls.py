@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import views
+from portal import inbox, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,6 +12,11 @@ urlpatterns = [
     path("operator/", views.operator_home, name="operator-home"),
     path("profile/language/", views.set_language, name="set-language"),
     path("settings/api-keys/", views.api_keys, name="api-keys"),
+    path("settings/notifications/", inbox.preferences, name="notification-preferences"),
+    path("inbox/", inbox.inbox, name="inbox"),
+    path("inbox/count/", inbox.inbox_count, name="inbox-count"),
+    path("inbox/read-all/", inbox.mark_all_read, name="inbox-read-all"),
+    path("inbox/<int:pk>/read/", inbox.mark_read, name="inbox-read"),
     path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
     path("", include("orders.urls")),
     path("", include("risks.urls")),

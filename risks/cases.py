@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from orders import errors
 from portal.choices import OrganisationKind
+from risks import escalations
 from risks.choices import (
     LIVE_STATUSES,
     CaseEventKind,
@@ -149,7 +150,7 @@ def open_escalation(*, order, reason, category, organisation, user=None, case=No
             return live
     try:
         with transaction.atomic():
-            return Escalation.objects.create(
+            escalation = Escalation.objects.create(
                 order=order,
                 case=case,
                 reason=reason,
@@ -160,6 +161,8 @@ def open_escalation(*, order, reason, category, organisation, user=None, case=No
                 first_response_due_at=at + timedelta(hours=first_response_hours()),
                 created_at=at,
             )
+            escalations.announce_opened([escalation], now=at)
+            return escalation
     except IntegrityError:
         # Another sweep raised it a moment ago: one live escalation per case.
         return Escalation.objects.live().get(case=case)
@@ -213,6 +216,10 @@ def escalate_many_by_rule(live_cases, reason, at) -> int:
         ignore_conflicts=True,
     )
     ids = [case.pk for case in live_cases]
+    escalations.announce_opened(
+        Escalation.objects.filter(case_id__in=ids, created_at=at).select_related("order", "raised_by_organisation"),
+        now=at,
+    )
     RiskCase.objects.filter(pk__in=ids).exclude(status=CaseStatus.ESCALATED).update(
         status=CaseStatus.ESCALATED, escalated_at=at, updated_at=at
     )

@@ -36,10 +36,23 @@ class EscalationFilterSet(StyledFilterSet):
     rule = django_filters.ChoiceFilter(field_name="raised_by_rule", choices=Rule.choices, label=_("Rule"))
     overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
     order = django_filters.CharFilter(field_name="order__order_no", label=_("Order number"))
+    mine = django_filters.ChoiceFilter(choices=YES_NO, method="filter_mine", label=_("Assigned to me"))
+    organisation = django_filters.ModelChoiceFilter(
+        field_name="raised_by_organisation",
+        queryset=Organisation.objects.exclude(kind="platform"),
+        to_field_name="code",
+        label=_("Raised by"),
+    )
 
     class Meta:
         model = Escalation
         fields = []
+
+    def filter_mine(self, queryset, name, value):
+        user = getattr(self.request, "user", None)
+        if user is None or not user.is_authenticated or user.pk is None:
+            return queryset.none() if value == "yes" else queryset
+        return queryset.filter(assignee=user) if value == "yes" else queryset.exclude(assignee=user)
 
     def filter_overdue(self, queryset, name, value):
         late = queryset.live().filter(first_response_due_at__lt=timezone.now(), assignee__isnull=True)

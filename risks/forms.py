@@ -2,7 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import SplitChoice
-from risks.choices import EscalationCategory
+from risks.choices import EscalationCategory, EscalationStatus
 
 _area = forms.Textarea(attrs={"rows": 2})
 
@@ -24,3 +24,23 @@ class EscalateForm(forms.Form):
 
 class SplitChoiceForm(forms.Form):
     choice = forms.ChoiceField(label=_("Your choice"), choices=SplitChoice.choices, widget=forms.RadioSelect)
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(label=_("Comment"), max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+    internal = forms.BooleanField(label=_("Internal note: only the platform sees it"), required=False, initial=False)
+
+    def __init__(self, *args, internal_allowed=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not internal_allowed:
+            del self.fields["internal"]
+
+
+class CloseForm(forms.Form):
+    status = forms.ChoiceField(
+        label=_("Outcome"),
+        choices=[(EscalationStatus.RESOLVED, _("Resolved")), (EscalationStatus.REJECTED, _("Rejected"))],
+        widget=forms.RadioSelect,
+        initial=EscalationStatus.RESOLVED,
+    )
+    note = forms.CharField(label=_("Note to the organisation that raised it"), max_length=4000, widget=_area)

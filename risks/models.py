@@ -240,6 +240,9 @@ class Escalation(models.Model):
     created_at = models.DateTimeField(_("opened"))
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     resolved_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    resolution_note = models.TextField(_("outcome"), blank=True)
+    # Reminders sent to the operators while it waits unassigned past its due time.
+    reminders_sent = models.PositiveIntegerField(_("reminders sent"), default=0)
 
     objects = EscalationQuerySet.as_manager()
 
@@ -265,3 +268,66 @@ class Escalation(models.Model):
 
     def __str__(self):
         return f"{self.get_category_display()} · {self.order.order_no}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_ESCALATIONS
+
+    @property
+    def is_overdue(self) -> bool:
+        """Live, nobody took it, and its first response is late."""
+        from django.utils import timezone
+
+        return self.is_live and self.assignee_id is None and self.first_response_due_at < timezone.now()
+
+
+class EntryKind(models.TextChoices):
+    COMMENT = "comment", _("Comment")
+    INTERNAL = "internal", _("Internal note")
+    ASSIGNED = "assigned", _("Assigned")
+    ACTION = "action", _("Action on the order")
+    RESOLVED = "resolved", _("Resolved")
+    REJECTED = "rejected", _("Rejected")
+    REMINDER = "reminder", _("Reminder")
+
+
+class EscalationEntryQuerySet(models.QuerySet):
+    def visible_to_organisation(self, org):
+        """Internal notes are the platform's own; everyone else sees the rest."""
+        if org is not None and org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        return self.exclude(kind=EntryKind.INTERNAL)
+
+
+class EscalationEntry(models.Model):
+    """One line of an escalation's thread: a comment, an internal note, or what happened."""
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="entries")
+    kind = models.CharField(_("kind"), max_length=16, choices=EntryKind.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    author_organisation = models.ForeignKey(
+        "portal.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    body = models.TextField(_("text"), blank=True)
+    created_at = models.DateTimeField(_("when"))
+
+    objects = EscalationEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("escalation entry")
+        verbose_name_plural = _("escalation entries")
+
+    def __str__(self):
+        return f"{self.escalation_id} {self.kind}"
+
+    @property
+    def is_internal(self) -> bool:
+        return self.kind == EntryKind.INTERNAL

@@ -12,13 +12,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from orders.models import SplitGroup
-from risks import cases, rules
-from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution
+from portal import notify
+from portal.models import NotificationKind
+from risks import cases, escalations, rules
+from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution, Rule
 from risks.models import CaseEvent, RiskCase, RiskSettings
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ def run_sweep(now=None) -> Summary:
             summary.resolved[rule] = resolved
     _close_finished_groups(ctx, now)
     summary.escalated = _escalate_overdue(ctx)
+    escalations.remind_unassigned(now, settings.ESCALATION_REMINDER_HOURS)
     logger.info("risk sweep: %s", summary.line())
     return summary
 
@@ -81,9 +85,10 @@ def resolve_rows(rows, resolution, now) -> int:
     """Close live cases whose condition cleared (a conditional update: a case a
     person or another sweep closed meanwhile is left alone)."""
     done = 0
+    # System notes are stored as their source text and translated when shown.
     why = {
-        Resolution.CONDITION_CLEARED: _("The condition cleared; the sweep closed the case."),
-        Resolution.SUPERSEDED: _("The order moved on; a new case follows it."),
+        Resolution.CONDITION_CLEARED: gettext_noop("The condition cleared; the sweep closed the case."),
+        Resolution.SUPERSEDED: gettext_noop("The order moved on; a new case follows it."),
     }[resolution]
     for start in range(0, len(rows), BATCH):
         ids = [row["pk"] for row in rows[start : start + BATCH]]
@@ -97,7 +102,7 @@ def resolve_rows(rows, resolution, now) -> int:
                 status=CaseStatus.RESOLVED, resolution=resolution, resolved_at=now, updated_at=now
             )
             CaseEvent.objects.bulk_create(
-                [CaseEvent(case_id=pk, kind=CaseEventKind.RESOLVED, note=str(why), at=now) for pk in closing]
+                [CaseEvent(case_id=pk, kind=CaseEventKind.RESOLVED, note=why, at=now) for pk in closing]
             )
         done += len(closing)
     return done
@@ -156,10 +161,11 @@ def open_hits(rule, hits, now) -> int:
                 .values_list("pk", flat=True)
             )
             CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, kind=CaseEventKind.OPENED, at=now) for pk in created])
+            _announce(created, now)
             if rule in rules.ESCALATE_AT_ONCE:
                 cases.escalate_many_by_rule(
                     list(RiskCase.objects.filter(pk__in=created).select_related("owner", "order")),
-                    _("Sent to the platform at once, as this rule requires."),
+                    gettext_noop("Sent to the platform at once, as this rule requires."),
                     now,
                 )
         opened += len(created)
@@ -173,10 +179,55 @@ def _close_finished_groups(ctx, now):
         SplitGroup.objects.filter(pk__in=finished[start : start + BATCH], closed_at__isnull=True).update(closed_at=now)
 
 
+def _announce(case_ids, now):
+    """Tell the owners of new cases, and the merchant and provider of an order whose deadline is at risk."""
+    if not case_ids:
+        return
+    rows = list(
+        RiskCase.objects.filter(pk__in=case_ids).values(
+            "pk",
+            "rule",
+            "severity",
+            "owner_id",
+            "money_at_risk",
+            "due_at",
+            "order__order_no",
+            "order__state",
+            "order__auto_confirm_at",
+            "order__merchant_id",
+            "order__provider_id",
+        )
+    )
+    people = notify.users_of(
+        {r["owner_id"] for r in rows}
+        | {r["order__merchant_id"] for r in rows if r["rule"] == Rule.DEADLINE_AT_RISK}
+        | {r["order__provider_id"] for r in rows if r["rule"] == Rule.DEADLINE_AT_RISK}
+    )
+    items = []
+    for r in rows:
+        context = {
+            "case": r["pk"],
+            "rule": r["rule"],
+            "severity": r["severity"],
+            "order_no": r["order__order_no"],
+            "money": str(r["money_at_risk"]),
+            "due": r["due_at"].isoformat(),
+        }
+        link = f"/cases/{r['pk']}/"
+        items.append(
+            (NotificationKind.CASE_OPENED, r["pk"], people.get(r["owner_id"], []), context, link, r["severity"])
+        )
+        if r["rule"] == Rule.DEADLINE_AT_RISK:
+            both = people.get(r["order__merchant_id"], []) + people.get(r["order__provider_id"], [])
+            deadline = {**context, "deadline": r["order__auto_confirm_at"].isoformat(), "state": r["order__state"]}
+            items.append((NotificationKind.DEADLINE_AT_RISK, r["pk"], both, deadline, link, r["severity"]))
+    notify.announce_many(items, now=now)
+
+
 def _escalate_overdue(ctx) -> int:
     """Cases still open or acknowledged well past their due time go to the platform."""
     limit = ctx.now - timedelta(hours=ctx.cfg.escalate_overdue_after_hours)
-    reason = _("Still not handled %(hours)s h after it was due.") % {"hours": ctx.cfg.escalate_overdue_after_hours}
+    reason = gettext_noop("Still not handled long after it was due; the sweep sent it to the platform.")
     escalated = 0
     while True:
         with transaction.atomic():

@@ -74,6 +74,7 @@ class EscalationTable(tables.Table):
         sequence = ["id", "category", "order", "raised_by", "status", "assignee", "first_response_due_at"]
         order_by = "first_response_due_at"
         attrs = {"class": "table table-sm table-hover align-middle", "id": "escalations"}
+        row_attrs = {"class": lambda record: "table-danger" if record.is_overdue else ""}
         empty_text = _("No escalations here.")
 
     def render_category(self, record):

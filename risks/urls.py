@@ -13,4 +13,8 @@ urlpatterns = [
     path("orders/<str:order_no>/escalate/", views.escalate_order, name="order-escalate"),
     path("escalations/", views.escalation_list, name="escalations"),
     path("escalations/<int:pk>/", views.escalation_detail, name="escalation"),
+    path("escalations/<int:pk>/assign/", views.escalation_assign, name="escalation-assign"),
+    path("escalations/<int:pk>/comment/", views.escalation_comment, name="escalation-comment"),
+    path("escalations/<int:pk>/close/", views.escalation_close, name="escalation-close"),
+    path("escalations/<int:pk>/act/<slug:action>/", views.escalation_order_action, name="escalation-act"),
 ]

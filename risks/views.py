@@ -7,14 +7,16 @@ from django.views.decorators.http import require_POST
 from django_tables2 import LazyPaginator, RequestConfig
 
 from orders import errors, workflow
-from orders.choices import EventSource, SplitChoice
+from orders.choices import Action, EventSource, SplitChoice
 from orders.fees import group_fees
+from orders.forms import BY_SLUG, slug
+from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import OrganisationKind
-from risks import cases
-from risks.choices import LIVE_STATUSES, Rule
+from risks import cases, escalations
+from risks.choices import LIVE_ESCALATIONS, LIVE_STATUSES, Rule
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
-from risks.forms import AcknowledgeForm, EscalateForm, ResolveForm, SplitChoiceForm
+from risks.forms import AcknowledgeForm, CloseForm, CommentForm, EscalateForm, ResolveForm, SplitChoiceForm
 from risks.models import Escalation, RiskCase
 from risks.tables import CaseTable, EscalationTable
 
@@ -158,9 +160,13 @@ def escalate_order(request, order_no):
 
 @login_required
 def escalation_list(request):
-    """Escalations: the platform sees all, others those their organisation raised."""
+    """The escalation queue: the platform sees all, others those their organisation raised.
+    Nearest first-response time first; overdue unassigned ones are highlighted."""
     visible = Escalation.objects.visible_to(request.user).select_related("order", "raised_by_organisation", "assignee")
-    filterset = EscalationFilterSet(request.GET or None, visible)
+    filterset = EscalationFilterSet(request.GET or None, visible, request=request)
+    if request.user.kind != OrganisationKind.PLATFORM:
+        filterset.filters.pop("organisation", None)
+        filterset.filters.pop("mine", None)
     rows = filterset.qs if filterset.is_bound and filterset.is_valid() else visible
     return render(
         request,
@@ -169,12 +175,108 @@ def escalation_list(request):
     )
 
 
-@login_required
-def escalation_detail(request, pk):
-    escalation = get_object_or_404(
-        Escalation.objects.visible_to(request.user).select_related("order", "case", "raised_by_organisation"), pk=pk
+def _visible_escalation(request, pk):
+    return get_object_or_404(
+        Escalation.objects.visible_to(request.user).select_related(
+            "order", "case", "raised_by_organisation", "raised_by_user", "assignee"
+        ),
+        pk=pk,
     )
-    return render(request, "risks/escalation_detail.html", {"escalation": escalation})
+
+
+@login_required
+def escalation_detail(request, pk, forms=None):
+    """An escalation with its order, case, thread, and what the user may do with it."""
+    escalation = _visible_escalation(request, pk)
+    org = request.user.organisation
+    is_platform = org is not None and org.kind == OrganisationKind.PLATFORM
+    live = escalation.status in LIVE_ESCALATIONS
+    actor = _actor(request)
+    order_actions = []
+    if is_platform and live:
+        allowed = workflow.allowed_actions(escalation.order, actor)
+        order_actions = [a for a in escalations.ORDER_ACTIONS if a in allowed]
+    forms = forms or {}
+    context = {
+        "escalation": escalation,
+        "order": escalation.order,
+        "entries": escalation.entries.visible_to_organisation(org).select_related("author", "author_organisation"),
+        "is_platform": is_platform,
+        "live": live,
+        "comment_form": forms.get("comment", CommentForm(internal_allowed=is_platform)),
+        "close_form": forms.get("close", CloseForm()),
+        "order_actions": [(slug(a), ACTION_FORMS[a](prefix=slug(a)), Action(a).label) for a in order_actions],
+        "action_error": forms.get("action_error"),
+    }
+    status = 400 if any(getattr(f, "errors", None) for f in forms.values() if hasattr(f, "errors")) else 200
+    return render(request, "risks/escalation_detail.html", context, status=status)
+
+
+def _escalation_action(request, pk, act, form=None, key=None, platform_only=False):
+    escalation = _visible_escalation(request, pk)
+    if platform_only and request.user.kind != OrganisationKind.PLATFORM:
+        raise Http404
+    if form is not None and not form.is_valid():
+        return escalation_detail(request, pk, forms={key: form})
+    try:
+        act(escalation, form.cleaned_data if form is not None else {})
+    except errors.NotAllowed:
+        raise Http404 from None
+    except errors.WorkflowError as exc:
+        if form is not None:
+            form.add_error(None, exc.message)
+            return escalation_detail(request, pk, forms={key: form})
+        messages.error(request, exc.message)
+    return redirect("risks:escalation", pk=pk)
+
+
+@login_required
+@require_POST
+def escalation_assign(request, pk):
+    def act(escalation, data):
+        escalations.assign_to_me(escalation, _actor(request))
+        messages.success(request, _("The escalation is yours."))
+
+    return _escalation_action(request, pk, act)
+
+
+@login_required
+@require_POST
+def escalation_comment(request, pk):
+    is_platform = request.user.kind == OrganisationKind.PLATFORM
+
+    def act(escalation, data):
+        escalations.comment(escalation, _actor(request), data["body"], internal=data.get("internal", False))
+
+    return _escalation_action(request, pk, act, CommentForm(request.POST, internal_allowed=is_platform), "comment")
+
+
+@login_required
+@require_POST
+def escalation_close(request, pk):
+    def act(escalation, data):
+        escalations.close(escalation, _actor(request), data["note"], status=data["status"])
+        messages.success(request, _("The escalation is closed."))
+
+    return _escalation_action(request, pk, act, CloseForm(request.POST), "close", platform_only=True)
+
+
+@login_required
+@require_POST
+def escalation_order_action(request, pk, action):
+    """An operator's step on the escalated order: extend the deadline, unblock, sign in on the provider's behalf."""
+    if action not in BY_SLUG or BY_SLUG[action] not in escalations.ORDER_ACTIONS:
+        raise Http404
+    workflow_action = BY_SLUG[action]
+    form = ACTION_FORMS[workflow_action](request.POST, prefix=action)
+    form.fields["version"].required = False
+
+    def act(escalation, data):
+        params = {k: v for k, v in data.items() if k != "version" and v not in ("", None)}
+        escalations.act_on_order(escalation, _actor(request), workflow_action, **params)
+        messages.success(request, _("Done: %(action)s.") % {"action": Action(workflow_action).label})
+
+    return _escalation_action(request, pk, act, form, "action_error", platform_only=True)
 
 
 def live_cases_of(order):

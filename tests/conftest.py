@@ -173,3 +173,10 @@ def api():
             return self
 
     return Client()
+
+
+@pytest.fixture(autouse=True)
+def no_broker_in_unit_tests(settings):
+    """Unit tests send notifications by calling delivery directly; only the
+    integration tests that run a worker put messages on the broker."""
+    settings.NOTIFY_ENQUEUE = False

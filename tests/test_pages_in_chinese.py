@@ -69,6 +69,19 @@ def pages(merchant_org, provider_org):
 
     run_sweep()
     split_case = RiskCase.objects.get(rule="split_order")
+    from orders import workflow
+    from orders.models import Order
+    from portal.models import Notification
+    from risks import cases, escalations
+
+    blocked = Order.objects.get(pk=signed.pk)
+    workflow.perform(
+        blocked, "report_blocked", workflow.Actor.of_organisation(provider_org), stage="entry", reason="系统报错"
+    )
+    escalation = RiskCase.objects.get(rule="flow_blocked").escalations.get()
+    escalations.comment(escalation, workflow.Actor.of_organisation(escalation.raised_by_organisation), "请尽快处理")
+    cases.escalate_order(fresh, workflow.Actor.of_organisation(merchant_org), "麻烦看一下")
+    assert Notification.objects.exists()
     return [("provider", reverse("orders:worklist", args=[w.slug])) for w in worklists.WORKLISTS] + [
         ("provider", reverse("orders:detail", args=[arrived.order_no])),
         ("provider", reverse("orders:detail", args=[signed.order_no])),
@@ -84,6 +97,10 @@ def pages(merchant_org, provider_org):
         ("merchant", reverse("risks:case", args=[split_case.pk])),
         ("provider", reverse("risks:case", args=[split_case.pk])),
         ("operator", reverse("risks:escalations")),
+        ("operator", reverse("risks:escalation", args=[escalation.pk])),
+        ("provider", reverse("risks:escalation", args=[escalation.pk])),
+        ("merchant", reverse("inbox")),
+        ("merchant", reverse("notification-preferences")),
     ]
 
 
@@ -101,7 +118,7 @@ def test_main_pages_in_chinese_hold_no_english_of_ours(client, chinese, merchant
         runs = ENGLISH_RUN.findall(text)
         assert runs == [], (url, runs)
         checked += 1
-    assert checked == len(worklists.WORKLISTS) + 14
+    assert checked == len(worklists.WORKLISTS) + 18
 
 
 def test_the_login_page_follows_the_browser_and_speaks_chinese_by_default(client, db):

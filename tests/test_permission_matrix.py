@@ -55,6 +55,23 @@ EXPECTATIONS = {
     "risks:case-split-choice": ("post", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 400),
     "risks:order-escalate": ("post", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, 302),
     "risks:escalations": ("get", lambda o: {}, set(PERSONAS), 200),
+    "risks:escalation-assign": ("post", lambda o: {"pk": o.escalation.pk}, {"operator"}, 302),
+    # Empty forms are refused as bad input where the escalation is visible.
+    "risks:escalation-comment": ("post", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 400),
+    "risks:escalation-close": ("post", lambda o: {"pk": o.escalation.pk}, {"operator"}, 400),
+    # Only operators close it or act on the order; for the provider who raised it those are not there.
+    "risks:escalation-act": (
+        "post",
+        lambda o: {"pk": o.escalation.pk, "action": "extend-deadline"},
+        {"operator"},
+        400,
+    ),
+    "inbox": ("get", lambda o: {}, set(PERSONAS), 200),
+    "inbox-count": ("get", lambda o: {}, set(PERSONAS), 200),
+    "inbox-read-all": ("post", lambda o: {}, set(PERSONAS), 302),
+    # A notification is its recipient's: the provider's, here.
+    "inbox-read": ("post", lambda o: {"pk": o.notification.pk}, {"provider"}, 302),
+    "notification-preferences": ("get", lambda o: {}, set(PERSONAS), 200),
     "risks:escalation": ("get", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 200),
     "risks-api:case-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
     "risks-api:case-detail": ("get", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 200, 401),
@@ -70,6 +87,10 @@ EXPECTATIONS = {
     ),
     "risks-api:escalation-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
     "risks-api:escalation-detail": ("get", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 200, 401),
+    "risks-api:escalation-assign": ("post", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, ANY, 401),
+    "risks-api:escalation-comment": ("post", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, 400, 401),
+    "risks-api:escalation-resolve": ("post", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, ANY, 401),
+    "risks-api:escalation-reject": ("post", lambda o: {"pk": o.escalation.pk}, {"provider", "operator"}, ANY, 401),
     "api-key-revoke": ("post", lambda o: {"prefix": "00000000"}, set(), 404),
     "api-schema": ("get", lambda o: {}, set(PERSONAS), 200, 200),
     "api-docs": ("get", lambda o: {}, set(PERSONAS), 200, 200),
@@ -117,6 +138,16 @@ def case_and_escalation(order):
     return case, escalation
 
 
+def notification_for(user):
+    from django.utils import timezone
+
+    from portal.models import Notification
+
+    return Notification.objects.create(
+        recipient=user, kind="case_opened", key="case_opened:0", link="/", created_at=timezone.now(), email_status="off"
+    )
+
+
 def our_url_names():
     names = set()
 
@@ -141,6 +172,7 @@ def test_every_url_has_its_expectations_written_down():
 def test_url_as_every_persona(client, api, personas, keys, merchant_org, provider_org, name):
     order = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
     order.case, order.escalation = case_and_escalation(order)
+    order.notification = notification_for(personas["provider"])
     method, kwargs, in_scope, status, *anonymous = EXPECTATIONS[name]
     url = reverse(name, kwargs=kwargs(order))
     is_api = name.startswith(("api:", "risks-api:"))

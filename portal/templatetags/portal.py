@@ -82,3 +82,34 @@ def deadline_css(order) -> str:
     return {"table-danger": "text-danger fw-semibold", "table-warning": "text-warning-emphasis fw-semibold"}.get(
         deadline_class(order.auto_confirm_at, order.state), ""
     )
+
+
+@register.filter
+def choice_label(value, kind) -> str:
+    """The words for a stored code, in the active language: ``{{ c.rule|choice_label:"rule" }}``."""
+    from orders.choices import OrderState
+    from portal.models import NotificationKind
+    from risks.choices import EscalationCategory, EscalationStatus, Rule
+    from risks.choices import Severity as CaseSeverity
+
+    choices = {
+        "rule": Rule,
+        "severity": CaseSeverity,
+        "state": OrderState,
+        "category": EscalationCategory,
+        "status": EscalationStatus,
+        "kind": NotificationKind,
+    }[kind]
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return str(value)
+
+
+@register.filter
+def translated(text) -> str:
+    """Stored text in the reader's language when it is one of the portal's own
+    messages (notes the sweep wrote); what people wrote is shown as they wrote it."""
+    from django.utils.translation import gettext
+
+    return gettext(text) if text else text

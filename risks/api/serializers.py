@@ -81,6 +81,36 @@ class EscalationSerializer(serializers.ModelSerializer):
         ]
 
 
+class EntrySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    author = serializers.CharField(source="author.username", default=None)
+    organisation = serializers.CharField(source="author_organisation.code", default=None)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class EscalationDetailSerializer(EscalationSerializer):
+    thread = serializers.SerializerMethodField()
+
+    class Meta(EscalationSerializer.Meta):
+        fields = [*EscalationSerializer.Meta.fields, "resolution_note", "thread"]
+
+    def get_thread(self, escalation) -> EntrySerializer(many=True):
+        request = self.context["request"]
+        org = getattr(request.user, "organisation", None)
+        entries = escalation.entries.visible_to_organisation(org).select_related("author", "author_organisation")
+        return EntrySerializer(entries, many=True).data
+
+
+class CommentSerializer(StrictSerializer):
+    body = text(4000)
+    internal = serializers.BooleanField(required=False, default=False)
+
+
+class CloseSerializer(StrictSerializer):
+    note = text(4000)
+
+
 class EscalationCreateSerializer(StrictSerializer):
     order = text(64)
     case = serializers.IntegerField(required=False, min_value=1, max_value=2**62)

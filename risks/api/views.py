@@ -7,12 +7,14 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orders.api.serializers import StrictSerializer
 from orders.api.views import ERRORS, IDEMPOTENCY_HEADER
 from orders.models import Order
 from portal.api import actor_for, error_body, idempotent
 from portal.api_auth import HasOrganisation
-from risks import cases
+from risks import cases, escalations
 from risks.api import serializers as s
+from risks.choices import EscalationStatus
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
 from risks.models import Escalation, RiskCase
 
@@ -107,7 +109,9 @@ class SplitChoiceView(APIView):
         summary="Escalations (the platform sees all; others those they raised)",
         responses={200: s.EscalationSerializer(many=True), **ERRORS},
     ),
-    retrieve=extend_schema(summary="One escalation", responses={200: s.EscalationSerializer, **ERRORS}),
+    retrieve=extend_schema(
+        summary="One escalation with the thread you may see", responses={200: s.EscalationDetailSerializer, **ERRORS}
+    ),
 )
 class EscalationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [HasOrganisation]
@@ -120,6 +124,9 @@ class EscalationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Escalation.objects.visible_to(self.request.user).select_related(
             "order", "raised_by_organisation", "raised_by_user", "assignee"
         )
+
+    def get_serializer_class(self):
+        return s.EscalationDetailSerializer if self.action == "retrieve" else s.EscalationSerializer
 
     @extend_schema(
         summary="Escalate an order, or one of its cases, to the platform",
@@ -140,3 +147,51 @@ class EscalationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         else:
             escalation = cases.escalate_order(order, actor, data["reason"], data.get("category") or "other")
         return Response(s.EscalationSerializer(escalation).data, status=status.HTTP_201_CREATED)
+
+
+def escalation_action(name, body, act, summary):
+    @extend_schema(
+        summary=summary,
+        request=body,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.EscalationDetailSerializer, **ERRORS},
+        operation_id=f"escalations_{name}",
+        tags=["escalations"],
+    )
+    @idempotent
+    def post(self, request, pk):
+        escalation = get_object_or_404(Escalation.objects.visible_to(request.user), pk=pk)
+        payload = body(data=request.data if request.data is not None else {})
+        payload.is_valid(raise_exception=True)
+        act(escalation, actor_for(request), payload.validated_data)
+        escalation.refresh_from_db()
+        return Response(s.EscalationDetailSerializer(escalation, context={"request": request}).data)
+
+    return type(f"Escalation{name.title()}View", (APIView,), {"permission_classes": [HasOrganisation], "post": post})
+
+
+class NoBody(StrictSerializer):
+    pass
+
+
+EscalationAssignView = escalation_action(
+    "assign", NoBody, lambda e, actor, data: escalations.assign_to_me(e, actor), "Take the escalation (platform)"
+)
+EscalationCommentView = escalation_action(
+    "comment",
+    s.CommentSerializer,
+    lambda e, actor, data: escalations.comment(e, actor, data["body"], internal=data["internal"]),
+    "Add to the thread; internal notes are the platform's only",
+)
+EscalationResolveView = escalation_action(
+    "resolve",
+    s.CloseSerializer,
+    lambda e, actor, data: escalations.close(e, actor, data["note"], EscalationStatus.RESOLVED),
+    "Resolve with a note (platform)",
+)
+EscalationRejectView = escalation_action(
+    "reject",
+    s.CloseSerializer,
+    lambda e, actor, data: escalations.close(e, actor, data["note"], EscalationStatus.REJECTED),
+    "Reject with a note (platform)",
+)

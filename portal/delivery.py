@@ -1,0 +1,138 @@
+"""Sending the notification outbox by email, once per row.
+
+A worker claims due rows with a conditional update (``SKIP LOCKED``, so
+workers share them), sends each outside any transaction, and marks it sent
+only after the SMTP server accepted it. A failure records the error and
+retries with exponential back-off until ``NOTIFY_MAX_ATTEMPTS``, then the row
+is ``failed`` and shows in the admin. A worker that dies while sending
+leaves its rows ``sending``; they are claimed again once their lease ends,
+so a message is delayed, never lost. Each email carries a Message-ID made
+from its row, the same on every attempt.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from portal.models import EmailStatus, Notification
+
+logger = logging.getLogger(__name__)
+CLAIM_BATCH = 20
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next attempt: 1, 2, 4, 8 … minutes, at most an hour."""
+    return timedelta(seconds=min(settings.NOTIFY_RETRY_BASE_SECONDS * 2 ** (attempts - 1), 3600))
+
+
+def _due(now):
+    lease = now - timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
+    return Q(email_status=EmailStatus.PENDING, next_attempt_at__lte=now) | Q(
+        email_status=EmailStatus.SENDING, claimed_at__lt=lease
+    )
+
+
+def claim(now=None, limit=CLAIM_BATCH) -> list[int]:
+    """Take up to ``limit`` due rows for this worker; returns their ids."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(_due(now))
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Notification.objects.filter(pk__in=ids).update(
+            email_status=EmailStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    return ids
+
+
+def render(notification) -> tuple[str, str, str]:
+    """Subject, plain text and HTML of a notification, in its recipient's language."""
+    from portal.messages import context_for
+
+    with translation.override(notification.recipient.language or settings.LANGUAGE_CODE):
+        context = context_for(notification)
+        base = f"emails/{notification.kind}"
+        subject = " ".join(render_to_string(f"{base}.subject.txt", context).split())
+        text = render_to_string(f"{base}.txt", context)
+        html = render_to_string(f"{base}.html", context)
+    return subject, text, html
+
+
+def send(notification, connection=None) -> None:
+    """Send one notification by email; raises on any failure."""
+    subject, text, html = render(notification)
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "localhost"
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        to=[notification.recipient.email],
+        connection=connection,
+        headers={"Message-ID": f"<notification-{notification.pk}@{domain}>"},
+    )
+    message.attach_alternative(html, "text/html")
+    message.send(fail_silently=False)
+
+
+def deliver(ids, now=None) -> dict:
+    """Send the claimed rows ``ids``; returns how many were sent and failed."""
+    sent = failed = 0
+    connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    for notification in Notification.objects.filter(pk__in=ids, email_status=EmailStatus.SENDING).select_related(
+        "recipient"
+    ):
+        try:
+            send(notification, connection)
+        except Exception as exc:  # SMTP refusals, timeouts, template errors: retried, then failed
+            failed += 1
+            _failed(notification, exc)
+            _close(connection)  # the next message opens a fresh connection
+        else:
+            sent += 1
+            Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING).update(
+                email_status=EmailStatus.SENT, sent_at=timezone.now(), last_error=""
+            )
+    _close(connection)
+    return {"sent": sent, "failed": failed}
+
+
+def _close(connection):
+    try:
+        connection.close()
+    except Exception:  # a broken connection closing: nothing left to do with it
+        logger.debug("closing the mail connection failed", exc_info=True)
+
+
+def _failed(notification, exc):
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+        status, next_attempt = EmailStatus.FAILED, None
+        logger.error("notification %s failed for good: %s", notification.pk, error)
+    else:
+        status, next_attempt = EmailStatus.PENDING, timezone.now() + backoff(notification.attempts)
+        logger.warning("notification %s will be retried: %s", notification.pk, error)
+    Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING).update(
+        email_status=status, next_attempt_at=next_attempt, last_error=error
+    )
+
+
+def deliver_due(budget_seconds=50) -> dict:
+    """Claim and send due rows until none are left or the time budget is spent."""
+    totals = {"sent": 0, "failed": 0}
+    started = time.monotonic()
+    while time.monotonic() - started < budget_seconds:
+        ids = claim()
+        if not ids:
+            break
+        for name, value in deliver(ids).items():
+            totals[name] += value
+    return totals

@@ -1,0 +1,271 @@
+"""SPEC §5: who is told what, in which language, once per cause; delivery and the inbox."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from orders import workflow
+from orders.choices import Action, OrderState
+from orders.models import Order
+from portal import delivery, digest
+from portal.models import EmailStatus, Notification, NotificationKind, NotificationPreference
+from risks import cases, escalations
+from risks.choices import Rule
+from risks.models import RiskCase
+from risks.sweep import run_sweep
+from tests.factories import UserFactory, advance, new_order
+
+S = OrderState
+K = NotificationKind
+
+
+def told(kind):
+    """Who got a notification of ``kind``: {username: email status}."""
+    return dict(Notification.objects.filter(kind=kind).values_list("recipient__username", "email_status"))
+
+
+@pytest.fixture
+def team(personas, merchant_org, provider_org, platform):
+    """A second person in the provider and one at the platform, who reads Chinese."""
+    extra = {
+        "provider_zh": UserFactory(username="pz", organisation=provider_org, language="zh-hans"),
+        "operator2": UserFactory(username="o2", organisation=platform),
+    }
+    return {**personas, **extra}
+
+
+def stalled_order(merchant_org, provider_org, hours=30):
+    order = advance(new_order(merchant_org, provider_org, deadline_in=timedelta(days=20)), S.SIGNED_IN)
+    Order.objects.filter(pk=order.pk).update(state_changed_at=timezone.now() - timedelta(hours=hours))
+    return order
+
+
+# --- who is told -------------------------------------------------------------------------
+
+
+def test_a_medium_case_goes_to_the_owners_people_in_the_digest(team, merchant_org, provider_org):
+    stalled_order(merchant_org, provider_org)
+    run_sweep()
+    assert told(K.CASE_OPENED) == {"carol": EmailStatus.DIGEST, "pz": EmailStatus.DIGEST}
+
+
+def test_a_high_case_is_emailed_at_once(team, merchant_org, provider_org):
+    order = advance(new_order(merchant_org, provider_org), S.INSPECTED)
+    workflow.perform(
+        order, Action.REPORT_BLOCKED, workflow.Actor.of_organisation(provider_org), stage="packing", reason="x"
+    )
+    # The blocked flow is the platform's case, escalated at once.
+    assert told(K.CASE_OPENED) == {"olivia": EmailStatus.PENDING, "o2": EmailStatus.PENDING}
+    assert set(told(K.ESCALATION_OPENED)) == {"olivia", "o2"}
+
+
+def test_a_deadline_at_risk_reaches_merchant_and_provider_at_once(team, merchant_org, provider_org):
+    new_order(merchant_org, provider_org, deadline_in=timedelta(hours=20))
+    run_sweep()
+    assert told(K.DEADLINE_AT_RISK) == {
+        "alice": EmailStatus.PENDING,
+        "carol": EmailStatus.PENDING,
+        "pz": EmailStatus.PENDING,
+    }
+    assert set(told(K.CASE_OPENED)) == {"olivia", "o2"}  # the platform owns the case
+
+
+def test_a_person_may_change_how_a_kind_reaches_them_except_critical(team, merchant_org, provider_org):
+    NotificationPreference.objects.create(user=team["provider"], kind=K.CASE_OPENED, delivery="immediately")
+    NotificationPreference.objects.create(user=team["provider_zh"], kind=K.CASE_OPENED, delivery="off")
+    stalled_order(merchant_org, provider_org)
+    run_sweep()
+    assert told(K.CASE_OPENED) == {"carol": EmailStatus.PENDING, "pz": EmailStatus.OFF}
+
+    Notification.objects.all().delete()
+    order = advance(new_order(merchant_org, provider_org), S.PACKED)
+    from tests.factories import scan
+
+    scan("YT0001112223", "picked_up", order_no=order.order_no, carrier_name="YTO")  # critical, platform-owned
+    NotificationPreference.objects.create(user=team["operator"], kind=K.CASE_OPENED, delivery="off")
+    run_sweep()
+    assert told(K.CASE_OPENED)["olivia"] == EmailStatus.PENDING
+
+
+def test_an_escalation_thread_tells_the_raisers_and_the_assignee(team, merchant_org, provider_org):
+    order = new_order(merchant_org, provider_org)
+    raised = cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "please look")
+    assert set(told(K.ESCALATION_OPENED)) == {"olivia", "o2"}
+
+    escalations.assign_to_me(raised, workflow.Actor.of_user(team["operator"]))
+    assert set(told(K.ESCALATION_ASSIGNED)) == {"alice"}  # not the operator who took it
+
+    escalations.comment(raised, workflow.Actor.of_user(team["merchant"]), "any news?")
+    assert set(told(K.ESCALATION_COMMENTED)) == {"olivia"}  # the assignee, not the author
+    Notification.objects.filter(kind=K.ESCALATION_COMMENTED).delete()
+
+    escalations.comment(raised, workflow.Actor.of_user(team["operator2"]), "the ERP vendor is on it", internal=True)
+    assert set(told(K.ESCALATION_COMMENTED)) == {"olivia"}  # internal: the platform only
+    Notification.objects.filter(kind=K.ESCALATION_COMMENTED).delete()
+    escalations.comment(raised, workflow.Actor.of_user(team["operator"]), "extended by 3 days")
+    assert set(told(K.ESCALATION_COMMENTED)) == {"alice"}
+
+    escalations.close(raised, workflow.Actor.of_user(team["operator"]), "done")
+    assert set(told(K.ESCALATION_CLOSED)) == {"alice"}
+
+
+def test_an_unassigned_escalation_reminds_the_operators_once_per_interval(team, merchant_org, provider_org):
+    order = new_order(merchant_org, provider_org)
+    raised = cases.escalate_order(order, workflow.Actor.of_user(team["provider"]), "help")
+    due = raised.first_response_due_at
+    run_sweep(due - timedelta(minutes=1))
+    assert not Notification.objects.filter(kind=K.ESCALATION_REMINDER).exists()
+    run_sweep(due + timedelta(minutes=1))
+    run_sweep(due + timedelta(minutes=30))
+    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 2  # two operators, once
+    run_sweep(due + timedelta(hours=4, minutes=1))
+    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 4
+    escalations.assign_to_me(raised, workflow.Actor.of_user(team["operator"]))
+    run_sweep(due + timedelta(hours=9))
+    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 4
+
+
+def test_the_same_cause_reaches_each_person_once(team, merchant_org, provider_org):
+    order = stalled_order(merchant_org, provider_org)
+    run_sweep()
+    run_sweep()
+    case = RiskCase.objects.get(rule=Rule.STALLED)
+    from portal import notify
+
+    notify.announce(K.CASE_OPENED, case.pk, [team["provider"]], context={"case": case.pk}, link="/")
+    assert Notification.objects.filter(kind=K.CASE_OPENED, recipient=team["provider"]).count() == 1
+    assert order.cases.count() == 1
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+def test_emails_have_text_and_html_in_the_recipients_language(team, merchant_org, provider_org):
+    new_order(merchant_org, provider_org, deadline_in=timedelta(hours=20), amount="3680.00")
+    run_sweep()
+    assert delivery.deliver_due() == {"sent": 5, "failed": 0}
+    by_person = {m.to[0].split("@")[0]: m for m in mail.outbox}
+    english, chinese = by_person["alice"], by_person["pz"]
+    assert "will be refunded automatically" in english.subject and "¥3,680.00" in english.subject
+    assert "自动退款" in chinese.subject and "¥3,680.00" in chinese.subject
+    assert chinese.alternatives[0][1] == "text/html" and "自动退款" in chinese.alternatives[0][0]
+    assert "/cases/" in english.body
+    assert english.extra_headers["Message-ID"].startswith("<notification-")
+    assert not Notification.objects.exclude(email_status__in=[EmailStatus.SENT, EmailStatus.DIGEST]).exists()
+    assert delivery.deliver_due() == {"sent": 0, "failed": 0}
+
+
+def test_a_failing_send_is_retried_with_back_off_then_marked_failed(
+    team, merchant_org, provider_org, settings, monkeypatch
+):
+    settings.NOTIFY_MAX_ATTEMPTS = 3
+    order = new_order(merchant_org, provider_org)
+    cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
+    calls = []
+
+    def refuse(notification, connection=None):
+        calls.append(notification.pk)
+        raise OSError("SMTP server down")
+
+    monkeypatch.setattr(delivery, "send", refuse)
+    delivery.deliver_due()
+    row = Notification.objects.filter(recipient=team["operator"]).get()
+    assert row.email_status == EmailStatus.PENDING and row.attempts == 1
+    assert "SMTP server down" in row.last_error
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=50)
+    first_wait = row.next_attempt_at
+
+    for _ in range(2):
+        Notification.objects.update(next_attempt_at=timezone.now())
+        delivery.deliver_due()
+    row.refresh_from_db()
+    assert row.email_status == EmailStatus.FAILED and row.attempts == 3
+    assert delivery.backoff(2) == 2 * delivery.backoff(1) and first_wait
+
+
+def test_a_row_left_sending_by_a_dead_worker_is_taken_again_after_its_lease(team, merchant_org, provider_org, settings):
+    order = new_order(merchant_org, provider_org)
+    cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
+    claimed = delivery.claim()
+    assert len(claimed) == 2 and delivery.claim() == []  # a second worker gets nothing
+    later = timezone.now() + timedelta(seconds=settings.NOTIFY_LEASE_SECONDS + 1)
+    assert sorted(delivery.claim(now=later)) == sorted(claimed)
+
+
+def test_the_daily_digest_sums_up_and_carries_the_digest_items(team, merchant_org, provider_org):
+    stalled_order(merchant_org, provider_org)
+    run_sweep()
+    assert digest.send_daily_digest() >= 2
+    row = Notification.objects.get(kind=K.DAILY_DIGEST, recipient=team["provider"])
+    assert row.context["open"] == 1 and len(row.context["items"]) == 1
+    assert row.email_status == EmailStatus.PENDING
+    assert not Notification.objects.filter(kind=K.CASE_OPENED, email_status=EmailStatus.DIGEST).exists()
+    digest.send_daily_digest()
+    assert Notification.objects.filter(kind=K.DAILY_DIGEST, recipient=team["provider"]).count() == 1
+    delivery.deliver_due()
+    assert any("Daily digest: 1 open cases" in m.subject for m in mail.outbox)
+
+
+def test_beat_runs_delivery_every_minute_and_the_digest_at_nine(settings):
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["deliver-notifications"]["task"] == "portal.tasks.deliver_due"
+    crontab = schedule["daily-digest"]["schedule"]
+    assert crontab.hour == {9} and crontab.minute == {0}
+    assert settings.CELERY_TIMEZONE == "Asia/Shanghai"
+
+
+# --- the inbox ------------------------------------------------------------------------------------
+
+
+def test_the_inbox_lists_counts_and_marks_read(client, team, merchant_org, provider_org):
+    new_order(merchant_org, provider_org, deadline_in=timedelta(hours=20))
+    run_sweep()
+    client.force_login(team["merchant"])
+    assert "data-unread>1<" in client.get(reverse("inbox-count")).content.decode()
+    page = client.get(reverse("inbox")).content.decode()
+    assert "will be refunded automatically" in page
+    note = Notification.objects.get(recipient=team["merchant"])
+    response = client.post(reverse("inbox-read", args=[note.pk]), {"open": "1"})
+    assert response["Location"] == note.link
+    assert "data-unread" not in client.get(reverse("inbox-count")).content.decode()
+
+
+def test_mark_all_read_and_no_one_elses(client, team, merchant_org, provider_org):
+    new_order(merchant_org, provider_org, deadline_in=timedelta(hours=20))
+    run_sweep()
+    theirs = Notification.objects.filter(recipient=team["provider"]).first()
+    client.force_login(team["merchant"])
+    assert client.post(reverse("inbox-read", args=[theirs.pk])).status_code == 404
+    client.post(reverse("inbox-read-all"))
+    assert not Notification.objects.filter(recipient=team["merchant"], read_at__isnull=True).exists()
+    assert Notification.objects.filter(recipient=team["provider"], read_at__isnull=True).exists()
+
+
+def test_preferences_are_saved_and_money_at_risk_cannot_be_switched_off(client, team):
+    client.force_login(team["provider"])
+    form = client.get(reverse("notification-preferences")).context["form"]
+    assert "off" not in dict(form.fields[K.DEADLINE_AT_RISK].choices)
+    data = dict.fromkeys(form.fields, "immediately")
+    data[K.CASE_OPENED] = "off"
+    client.post(reverse("notification-preferences"), data)
+    assert NotificationPreference.objects.get(user=team["provider"], kind=K.CASE_OPENED).delivery == "off"
+    data[K.DEADLINE_AT_RISK] = "off"
+    assert client.post(reverse("notification-preferences"), data).status_code == 200  # refused, shown again
+    assert NotificationPreference.objects.get(user=team["provider"], kind=K.DEADLINE_AT_RISK).delivery == "immediately"
+
+
+def test_administrators_see_failed_emails_and_send_them_again(admin_client, team, merchant_org, provider_org):
+    order = new_order(merchant_org, provider_org)
+    cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
+    Notification.objects.update(email_status=EmailStatus.FAILED, last_error="SMTPRecipientsRefused: no such user")
+    page = admin_client.get(reverse("admin:portal_notification_changelist"), {"email_status": "failed"})
+    assert "SMTPRecipientsRefused" in page.content.decode()
+    ids = list(Notification.objects.values_list("pk", flat=True))
+    admin_client.post(
+        reverse("admin:portal_notification_changelist"), {"action": "send_again", "_selected_action": ids}
+    )
+    assert set(Notification.objects.values_list("email_status", flat=True)) == {EmailStatus.PENDING}
+    assert delivery.deliver_due()["sent"] == len(ids)
