@@ -54,6 +54,13 @@ def record_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tu
     return scan, True
 
 
+def on_step(order, event, actor):
+    """After a workflow step: a new order, or a new inbound number or waybill,
+    may be what scans that arrived early were waiting for."""
+    if event.action == Action.CREATE or {"inbound_tracking_no", "waybill_no"} & event.payload["changes"].keys():
+        apply_waiting_scans(order)
+
+
 def apply_waiting_scans(order: Order) -> int:
     """Apply pending scans that now fit ``order`` (it just got a number, was
     just created, or just moved); returns how many were applied."""

@@ -201,8 +201,9 @@ _msg_invalid_order = _("The order is not valid; see the fields.")
 # --- reactions ------------------------------------------------------------------
 
 # What other parts of the portal must do in the same transaction as a step
-# (a blocked flow opens its risk case and reaches the platform at once). The
-# apps that own those reactions register them when they start.
+# (carrier scans waiting for a new number apply; a blocked flow opens its risk
+# case and reaches the platform at once). The apps that own those reactions
+# register them when they start.
 _REACTIONS: list = []
 
 
@@ -258,11 +259,6 @@ def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expect
         _GUARDS.get(action, _no_guard)(change, group)
         _EFFECTS.get(action, _no_effect)(change)
         _save(change)
-        if {"inbound_tracking_no", "waybill_no"} & change.fields.keys():
-            # A carrier may have scanned the number before the order had it.
-            from orders.carrier import apply_waiting_scans
-
-            apply_waiting_scans(current)
     return current
 
 
@@ -472,7 +468,7 @@ def create_order(actor: Actor, **fields) -> Order:
             order.save(force_insert=True)
             # The log starts from the row as stored (e.g. 100 becomes 100.00).
             order.refresh_from_db()
-            build_event(
+            event = build_event(
                 order,
                 action=A.CREATE,
                 actor=actor,
@@ -480,15 +476,15 @@ def create_order(actor: Actor, **fields) -> Order:
                 changes=snapshot(order),
                 params={},
                 occurred_at=order.paid_at,
-            ).save()
+            )
+            event.save()
             if Order.objects.split_group(order.trade_no, order.sku).exclude(pk=order.pk).exists():
                 # A second order of the same trade and SKU: the group is tracked from now on.
                 group, _created = SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
                 if group.closed_at is not None:
                     SplitGroup.objects.filter(pk=group.pk).update(closed_at=None)
-            from orders.carrier import apply_waiting_scans
-
-            apply_waiting_scans(order)
+            for reaction in _REACTIONS:
+                reaction(order, event, actor)
     except IntegrityError:
         raise errors.Conflict(_msg_exists, order_no=order.order_no) from None
     order.refresh_from_db()

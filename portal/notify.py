@@ -9,6 +9,7 @@ twice (two sweeps, a retried task) reaches each person once.
 
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -111,12 +112,10 @@ def announce(kind, key, recipients, *, context, link="", severity=None, now=None
 def kick():
     """Ask a worker to send what is due now. If the broker is down the rows
     wait; beat looks for due rows every minute anyway."""
-    from portal.tasks import deliver_due
-
     if not settings.NOTIFY_ENQUEUE:
         return
     try:
-        deliver_due.delay()
+        current_app.send_task("portal.tasks.deliver_due")
     except Exception:  # the broker is unreachable: beat will pick the rows up
         logger.warning("could not enqueue notification delivery; beat will retry", exc_info=True)
 
