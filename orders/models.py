@@ -21,6 +21,7 @@ from orders.choices import (
     SplitChoice,
 )
 from portal.choices import OrganisationKind
+from portal.scoping import ScopedQuerySet
 
 _open = Q(state__in=sorted(OPEN_STATES))
 # A parcel at the provider waiting to be signed for, and since when.
@@ -28,25 +29,8 @@ PENDING_STATES = [OrderState.INBOUND, OrderState.ARRIVED]
 ARRIVED_AT = Coalesce("inbound_delivered_at", "state_changed_at")
 
 
-class OrderQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """The orders ``user`` may see: the platform all, a merchant its own, a provider those assigned to it."""
-        if not user.is_authenticated:
-            return self.none()
-        org = user.organisation if user.organisation_id else None
-        if org is None:
-            return self.all() if user.is_superuser else self.none()
-        return self.visible_to_organisation(org)
-
-    def visible_to_organisation(self, org):
-        """The orders an organisation (a person's or an API key's) may see."""
-        if org.kind == OrganisationKind.PLATFORM:
-            return self.all()
-        if org.kind == OrganisationKind.MERCHANT:
-            return self.filter(merchant=org)
-        if org.kind == OrganisationKind.PROVIDER:
-            return self.filter(provider=org)
-        return self.none()
+class OrderQuerySet(ScopedQuerySet):
+    """Orders: the platform sees all, a merchant its own, a provider those assigned to it."""
 
     def open(self):
         return self.filter(_open)

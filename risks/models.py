@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from orders.models import Order
 from portal.choices import OrganisationKind
+from portal.scoping import ScopedQuerySet
 from risks.choices import (
     LIVE_ESCALATIONS,
     LIVE_STATUSES,
@@ -75,24 +76,11 @@ class RiskSettings(models.Model):
         }
 
 
-class RiskCaseQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Cases about orders the user may see: the case's order carries the scope."""
-        if not user.is_authenticated:
-            return self.none()
-        org = user.organisation if getattr(user, "organisation_id", None) else None
-        if org is None:
-            return self.all() if user.is_superuser else self.none()
-        return self.visible_to_organisation(org)
+class RiskCaseQuerySet(ScopedQuerySet):
+    """Cases about orders one may see: the case's order carries the scope."""
 
-    def visible_to_organisation(self, org):
-        if org.kind == OrganisationKind.PLATFORM:
-            return self.all()
-        if org.kind == OrganisationKind.MERCHANT:
-            return self.filter(order__merchant=org)
-        if org.kind == OrganisationKind.PROVIDER:
-            return self.filter(order__provider=org)
-        return self.none()
+    merchant_path = "order__merchant"
+    provider_path = "order__provider"
 
     def live(self):
         return self.filter(_live)
@@ -182,15 +170,9 @@ class CaseEvent(models.Model):
         return f"{self.case_id} {self.kind}"
 
 
-class EscalationQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """The platform sees every escalation; others see those their organisation raised."""
-        org = user.organisation if getattr(user, "organisation_id", None) else None
-        return self.visible_to_organisation(org)
-
+class EscalationQuerySet(ScopedQuerySet):
     def visible_to_organisation(self, org):
-        if org is None:
-            return self.none()
+        """The platform sees every escalation; others see those their organisation raised."""
         if org.kind == OrganisationKind.PLATFORM:
             return self.all()
         return self.filter(raised_by_organisation=org)

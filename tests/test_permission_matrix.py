@@ -7,6 +7,7 @@ A new URL fails this test until its expectations are written down here.
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from orders.api.views import ACTION_VIEWS
 from orders.choices import OrderState
 from tests.factories import advance, new_order
 
@@ -15,21 +16,7 @@ IN_SCOPE_OF_ORDER = {"merchant", "provider", "operator"}
 PROVIDERS = {"provider", "provider2", "outsider"}
 
 ANY = None  # in scope: any answer but 404 and 5xx (a refusal of the action itself is fine)
-API_ACTIONS = [
-    "ship",
-    "sign-in",
-    "verify-pending",
-    "appraise",
-    "inspect",
-    "pack",
-    "print-waybill",
-    "report-blocked",
-    "sign-in-on-behalf",
-    "unblock",
-    "extend-deadline",
-    "refund",
-    "confirm",
-]
+API_ACTIONS = list(ACTION_VIEWS)
 
 # name -> (method, kwargs builder, personas expected in scope, status in scope[, anonymous status])
 # Out of scope is always 404; anonymous is a redirect to login on the web, 401 on the API.

@@ -41,25 +41,41 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return RiskCase.objects.visible_to(self.request.user).select_related("order", "owner")
 
 
-def case_action(name, body, act, summary):
+def object_action(*, name, tag, scoped, body, act, response, summary):
+    """A POST endpoint doing ``act(obj, actor, data)`` to one object of the
+    caller's scope (``scoped(request)``) and answering with it as ``response`` shows it."""
+
     @extend_schema(
         summary=summary,
         request=body,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.CaseSerializer, **ERRORS},
-        operation_id=f"cases_{name}",
-        tags=["cases"],
+        responses={200: response, **ERRORS},
+        operation_id=f"{tag}_{name}",
+        tags=[tag],
     )
     @idempotent
     def post(self, request, pk):
-        case = get_object_or_404(RiskCase.objects.visible_to(request.user).select_related("order", "owner"), pk=pk)
+        obj = get_object_or_404(scoped(request), pk=pk)
         payload = body(data=request.data if request.data is not None else {})
         payload.is_valid(raise_exception=True)
-        act(case, actor_for(request), payload.validated_data)
-        case.refresh_from_db()
-        return Response(s.CaseSerializer(case).data)
+        act(obj, actor_for(request), payload.validated_data)
+        obj.refresh_from_db()
+        return Response(response(obj, context={"request": request}).data)
 
-    return type(f"Case{name.title()}View", (APIView,), {"permission_classes": [HasOrganisation], "post": post})
+    view = f"{tag.title()}{name.title()}View"
+    return type(view, (APIView,), {"permission_classes": [HasOrganisation], "post": post})
+
+
+def case_action(name, body, act, summary):
+    return object_action(
+        name=name,
+        tag="cases",
+        scoped=lambda request: RiskCase.objects.visible_to(request.user).select_related("order", "owner"),
+        body=body,
+        act=act,
+        response=s.CaseSerializer,
+        summary=summary,
+    )
 
 
 CaseAcknowledgeView = case_action(
@@ -150,24 +166,15 @@ class EscalationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 
 def escalation_action(name, body, act, summary):
-    @extend_schema(
+    return object_action(
+        name=name,
+        tag="escalations",
+        scoped=lambda request: Escalation.objects.visible_to(request.user),
+        body=body,
+        act=act,
+        response=s.EscalationDetailSerializer,
         summary=summary,
-        request=body,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.EscalationDetailSerializer, **ERRORS},
-        operation_id=f"escalations_{name}",
-        tags=["escalations"],
     )
-    @idempotent
-    def post(self, request, pk):
-        escalation = get_object_or_404(Escalation.objects.visible_to(request.user), pk=pk)
-        payload = body(data=request.data if request.data is not None else {})
-        payload.is_valid(raise_exception=True)
-        act(escalation, actor_for(request), payload.validated_data)
-        escalation.refresh_from_db()
-        return Response(s.EscalationDetailSerializer(escalation, context={"request": request}).data)
-
-    return type(f"Escalation{name.title()}View", (APIView,), {"permission_classes": [HasOrganisation], "post": post})
 
 
 class NoBody(StrictSerializer):

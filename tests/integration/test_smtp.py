@@ -7,11 +7,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -22,8 +19,7 @@ from portal import delivery
 from portal.models import EmailStatus, Notification
 from risks import cases
 from tests.factories import new_order
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.worker import celery_worker
 
 
 class Recorder:
@@ -120,14 +116,6 @@ def test_a_hanging_server_holds_the_worker_no_longer_than_the_timeout(
     assert row.email_status == EmailStatus.PENDING and "timed out" in row.last_error.lower()
 
 
-def database_url():
-    from django.db import connection
-
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def children_of(pid):
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -143,45 +131,13 @@ def test_a_worker_child_killed_while_sending_leads_to_exactly_one_delivery(
     handler = Recorder(stall_rcpt=gate)
     controller = smtp(handler)
     row, _escalation = one_notification(personas, merchant_org, provider_org)
-    queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(controller.port),
         "EMAIL_TIMEOUT": "30",
         "NOTIFY_LEASE_SECONDS": "3",
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "-Q",
-            queue,
-            "--concurrency",
-            "1",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True).start()
-    try:
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up and not any("ready." in line for line in lines):
-            time.sleep(0.2)
+    with celery_worker(redis_url, **env) as (worker, queue, lines):
         deliver_due.apply_async(queue=queue)
         assert handler.stalling.wait(30), "".join(lines)
 
@@ -204,9 +160,6 @@ def test_a_worker_child_killed_while_sending_leads_to_exactly_one_delivery(
         time.sleep(2)  # a late duplicate would arrive now
         deliver_due.apply_async(queue=queue)
         time.sleep(2)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
 
     row.refresh_from_db()
     assert row.email_status == EmailStatus.SENT, "".join(lines)

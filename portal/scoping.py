@@ -1,0 +1,38 @@
+"""Scoping is security: every list, detail, action and export asks one of
+these querysets what a person or an API key may see (SPEC §1)."""
+
+from django.db import models
+
+from portal.choices import OrganisationKind
+
+
+class ScopedQuerySet(models.QuerySet):
+    """A queryset that knows what each kind of organisation may see.
+
+    Subclasses name the path from their rows to the merchant and the provider
+    (``merchant_path``/``provider_path``), or override
+    ``visible_to_organisation``. Superusers without an organisation
+    (administrators) see everything; anyone else without one sees nothing.
+    """
+
+    merchant_path = "merchant"
+    provider_path = "provider"
+
+    def visible_to(self, user):
+        """What ``user`` may see: a person, or an API key's principal."""
+        if not user.is_authenticated:
+            return self.none()
+        org = user.organisation if getattr(user, "organisation_id", None) else None
+        if org is None:
+            return self.all() if user.is_superuser else self.none()
+        return self.visible_to_organisation(org)
+
+    def visible_to_organisation(self, org):
+        """What an organisation may see: the platform all, a merchant its own, a provider its assigned."""
+        if org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        if org.kind == OrganisationKind.MERCHANT:
+            return self.filter(**{self.merchant_path: org})
+        if org.kind == OrganisationKind.PROVIDER:
+            return self.filter(**{self.provider_path: org})
+        return self.none()
