@@ -38,7 +38,7 @@ class CommentForm(forms.Form):
 
 class CloseForm(forms.Form):
     status = forms.ChoiceField(
-        label=_("Outcome"),
+        label=_("How it ends"),
         choices=[(EscalationStatus.RESOLVED, _("Resolved")), (EscalationStatus.REJECTED, _("Rejected"))],
         widget=forms.RadioSelect,
         initial=EscalationStatus.RESOLVED,
