@@ -20,7 +20,7 @@ def unavailable(what):
     """Skip for a missing service or tool; under REQUIRE_SERVICES=1 (CI) fail instead."""
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available")
-    pytest.skip(f"{what} not available")
+    pytest.skip(f"{what} not available: a service this test needs (REQUIRE_SERVICES=1 fails instead)")
 
 
 @pytest.fixture
