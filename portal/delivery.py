@@ -84,23 +84,33 @@ def send(notification, connection=None) -> None:
 
 
 def deliver(ids, now=None) -> dict:
-    """Send the claimed rows ``ids``; returns how many were sent and failed."""
+    """Send the claimed rows ``ids``; returns how many were sent and failed.
+
+    Before each message the row's claim is renewed, on condition that it is
+    still the claim this worker made: a row whose lease ran out and that
+    another worker took meanwhile is left to that worker, never sent twice.
+    """
     sent = failed = 0
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
     for notification in Notification.objects.filter(pk__in=ids, email_status=EmailStatus.SENDING).select_related(
         "recipient"
     ):
+        mine = Notification.objects.filter(
+            pk=notification.pk, email_status=EmailStatus.SENDING, claimed_at=notification.claimed_at
+        )
+        renewed = timezone.now()
+        if not mine.update(claimed_at=renewed):
+            continue  # another worker holds it now
+        mine = Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING, claimed_at=renewed)
         try:
             send(notification, connection)
         except Exception as exc:  # SMTP refusals, timeouts, template errors: retried, then failed
             failed += 1
-            _failed(notification, exc)
+            _failed(mine, notification, exc)
             _close(connection)  # the next message opens a fresh connection
         else:
             sent += 1
-            Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING).update(
-                email_status=EmailStatus.SENT, sent_at=timezone.now(), last_error=""
-            )
+            mine.update(email_status=EmailStatus.SENT, sent_at=timezone.now(), last_error="")
     _close(connection)
     return {"sent": sent, "failed": failed}
 
@@ -112,7 +122,7 @@ def _close(connection):
         logger.debug("closing the mail connection failed", exc_info=True)
 
 
-def _failed(notification, exc):
+def _failed(mine, notification, exc):
     error = f"{type(exc).__name__}: {exc}"[:2000]
     if notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
         status, next_attempt = EmailStatus.FAILED, None
@@ -120,9 +130,7 @@ def _failed(notification, exc):
     else:
         status, next_attempt = EmailStatus.PENDING, timezone.now() + backoff(notification.attempts)
         logger.warning("notification %s will be retried: %s", notification.pk, error)
-    Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING).update(
-        email_status=status, next_attempt_at=next_attempt, last_error=error
-    )
+    mine.update(email_status=status, next_attempt_at=next_attempt, last_error=error)
 
 
 def deliver_due(budget_seconds=50) -> dict:

@@ -269,3 +269,34 @@ def test_administrators_see_failed_emails_and_send_them_again(admin_client, team
     )
     assert set(Notification.objects.values_list("email_status", flat=True)) == {EmailStatus.PENDING}
     assert delivery.deliver_due()["sent"] == len(ids)
+
+
+def test_a_batch_that_outlasts_its_lease_is_not_sent_twice(team, settings, monkeypatch):
+    """A slow SMTP server: while the first worker is on the first message of
+    its batch, the batch's lease runs out and a second worker claims the rest.
+    Each message still goes out exactly once."""
+    from portal import notify
+
+    for i in range(5):
+        notify.announce(K.ESCALATION_OPENED, i, [team["operator"]], context={"order_no": "O1"}, link="/")
+    # the first worker claimed its batch longer ago than the lease
+    first = delivery.claim()
+    Notification.objects.update(claimed_at=timezone.now() - timedelta(seconds=settings.NOTIFY_LEASE_SECONDS + 1))
+    real_send = delivery.send
+    second = []
+
+    def slow_send(notification, connection=None):
+        if not second:
+            second.extend(delivery.claim())  # meanwhile, another worker
+            monkeypatch.setattr(delivery, "send", real_send)
+            delivery.deliver(second)
+            monkeypatch.setattr(delivery, "send", slow_send)
+        real_send(notification, connection)
+
+    monkeypatch.setattr(delivery, "send", slow_send)
+    delivery.deliver(first)
+    # the message in flight had its claim renewed; the other four moved over
+    assert len(first) == 5 and len(second) == 4
+    message_ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert len(message_ids) == len(set(message_ids)) == 5
+    assert Notification.objects.filter(email_status=EmailStatus.SENT).count() == 5
