@@ -155,16 +155,38 @@ class Order(models.Model):
     def buyer_for(self, organisation) -> dict:
         """The buyer's details as ``organisation`` may see them: providers get
         them masked, as on a privacy waybill (隐私面单)."""
-        name, phone, address = self.buyer_name, self.buyer_phone, self.buyer_address
-        if organisation is None or organisation.kind == OrganisationKind.PROVIDER:
-            name = name[:1] + "*" * max(len(name) - 1, 0)
-            phone = phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
-            address = address[:6] + ("…" if len(address) > 6 else "")
-        return {"name": name, "phone": phone, "address": address}
+        shown = mask_buyer(
+            {"buyer_name": self.buyer_name, "buyer_phone": self.buyer_phone, "buyer_address": self.buyer_address},
+            organisation,
+        )
+        return {"name": shown["buyer_name"], "phone": shown["buyer_phone"], "address": shown["buyer_address"]}
 
     def split_group_orders(self):
         """Every order of this order's split group, itself included."""
         return Order.objects.split_group(self.trade_no, self.sku)
+
+
+def _mask_name(name: str) -> str:
+    return name[:1] + "*" * max(len(name) - 1, 0)
+
+
+def _mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
+def _mask_address(address: str) -> str:
+    return address[:6] + ("…" if len(address) > 6 else "")
+
+
+BUYER_MASKS = {"buyer_name": _mask_name, "buyer_phone": _mask_phone, "buyer_address": _mask_address}
+
+
+def mask_buyer(values: dict, organisation) -> dict:
+    """``values`` with any buyer field masked when ``organisation`` is a
+    provider (or unknown); other keys and other viewers pass unchanged."""
+    if organisation is not None and organisation.kind != OrganisationKind.PROVIDER:
+        return values
+    return {key: BUYER_MASKS[key](str(value or "")) if key in BUYER_MASKS else value for key, value in values.items()}
 
 
 class AppendOnlyError(Exception):

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
 from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT, msg_time_range, sane_time
-from orders.models import Order, OrderEvent
+from orders.models import Order, OrderEvent, mask_buyer
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 
@@ -66,6 +66,17 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = OrderEvent
         fields = ["seq", "action", "source", "actor", "from_state", "to_state", "payload", "occurred_at", "recorded_at"]
+
+    def to_representation(self, event):
+        data = super().to_representation(event)
+        request = self.context.get("request")
+        org = getattr(request.user, "organisation", None) if request else None
+        payload = data.get("payload")
+        if isinstance(payload, dict):
+            data["payload"] = {
+                key: mask_buyer(value, org) if isinstance(value, dict) else value for key, value in payload.items()
+            }
+        return data
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_actor(self, event) -> str | None:

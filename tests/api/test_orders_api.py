@@ -361,6 +361,18 @@ def test_the_provider_sees_the_buyer_masked(api, keys, merchant_org, provider_or
     assert provider_view["buyer_phone"] == "138****5678" and merchant_view["buyer_phone"] == "13812345678"
 
 
+def test_the_event_log_does_not_leak_the_buyer_to_the_provider(api, keys, merchant_org, provider_org):
+    buyer = {"buyer_name": "王小明", "buyer_phone": "13812345678", "buyer_address": "上海市浦东新区世纪大道100号"}
+    assert api.as_key(keys["platform"]).post("/api/v1/orders/", body(**buyer), format="json").status_code == 201
+    provider_view = api.as_key(keys["provider"]).get("/api/v1/orders/API-1/")
+    merchant_view = api.as_key(keys["merchant"]).get("/api/v1/orders/API-1/")
+    created = merchant_view.json()["events"][0]["payload"]["changes"]
+    assert created["buyer_phone"] == "13812345678"  # the merchant's own buyer, in full
+    for value in buyer.values():
+        assert value not in provider_view.content.decode()
+    assert provider_view.json()["events"][0]["payload"]["changes"]["buyer_phone"] == "138****5678"
+
+
 # --- idempotency ------------------------------------------------------------------------
 
 
