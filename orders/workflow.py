@@ -9,12 +9,13 @@ raises one of ``orders.errors`` and writes nothing.
 """
 
 import datetime
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -465,6 +466,7 @@ def create_order(actor: Actor, **fields) -> Order:
         raise errors.InvalidInput(_msg_invalid_order, fields=exc.message_dict) from None
     try:
         with transaction.atomic():
+            _lock_split_group(order.trade_no, order.sku)
             order.save(force_insert=True)
             # The log starts from the row as stored (e.g. 100 becomes 100.00).
             order.refresh_from_db()
@@ -489,6 +491,17 @@ def create_order(actor: Actor, **fields) -> Order:
         raise errors.Conflict(_msg_exists, order_no=order.order_no) from None
     order.refresh_from_db()
     return order
+
+
+def _lock_split_group(trade_no: str, sku: str) -> None:
+    """Serialise the creation of orders of one trade and SKU until commit, so
+    that of two created at once the second sees the first and the group is
+    tracked. SQLite runs one writing transaction at a time already."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{trade_no}\0{sku}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
 
 
 # --- the deadline, set-wise ------------------------------------------------------

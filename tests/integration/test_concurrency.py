@@ -77,6 +77,27 @@ def test_two_passes_in_one_split_group_at_once_only_one_is_recorded(postgres, me
     assert Order.objects.filter(trade_no="T-RACE", appraisal_result=AppraisalResult.PASS).count() == 1
 
 
+def test_two_orders_of_one_trade_and_sku_created_at_once_form_a_split_group(
+    postgres, merchant_org, provider_org, platform, monkeypatch
+):
+    import time
+
+    from orders.models import SplitGroup
+
+    new_order(merchant_org, provider_org)  # the platform organisation exists before the threads start
+    # Each creation lingers before its commit, so without a lock both would
+    # look for the other before either is visible.
+    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.3)])
+
+    def create():
+        return lambda: new_order(merchant_org, provider_org, trade_no="T-TWIN", sku="S")
+
+    outcomes = run_together(create, create)
+
+    assert all(isinstance(o, Order) for o in outcomes), outcomes
+    assert SplitGroup.objects.filter(trade_no="T-TWIN", sku="S", closed_at__isnull=True).count() == 1
+
+
 def test_two_deadline_runs_at_once_move_each_order_once(postgres, merchant_org, provider_org, platform):
     due = [new_order(merchant_org, provider_org, deadline_in=timedelta(hours=-1)) for _ in range(40)]
 
