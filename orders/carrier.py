@@ -119,7 +119,12 @@ def _apply(scan, order) -> str:
     step afresh: a step can itself release other waiting scans."""
     applied = False
     params = {"carrier": scan.carrier, "tracking_no": scan.tracking_no}
-    while order.state not in TERMINAL_STATES:
+    while True:
+        # Decide on the order as it is now, and hold it until commit: a
+        # person's step in between would make the decided step wrong.
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.state in TERMINAL_STATES:
+            break
         step = _next_step(scan, order)
         if step is None:
             workflow.perform(
@@ -134,8 +139,7 @@ def _apply(scan, order) -> str:
             return ScanOutcome.OFFLINE
         if step in (ScanOutcome.PENDING, ScanOutcome.IGNORED):
             return ScanOutcome.APPLIED if applied else step
-        order = workflow.perform(order, step, CARRIER, occurred_at=scan.occurred_at, expected_version=None, **params)
-        order.refresh_from_db()
+        workflow.perform(order, step, CARRIER, occurred_at=scan.occurred_at, expected_version=None, **params)
         applied = True
     return ScanOutcome.APPLIED if applied else ScanOutcome.IGNORED
 

@@ -3,7 +3,7 @@ import hmac
 import json
 from datetime import datetime
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -42,6 +42,10 @@ ERRORS = {
     422: OpenApiResponse(s.ErrorSerializer, description="`idempotency_key_reused`"),
     429: OpenApiResponse(s.ErrorSerializer, description="`throttled`"),
 }
+BATCH_ATTEMPTS = 3
+LOCK_CONTENTION = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -286,23 +290,36 @@ class CarrierEventsView(APIView):
             raise ParseError(_("The body is not valid JSON.")) from None
         batch = s.CarrierBatchSerializer(data=data)
         batch.is_valid(raise_exception=True)
-        results, stored = [], 0
-        with transaction.atomic():
-            for event in batch.validated_data["events"]:
-                scan, created = carrier.record_scan(**event)
-                stored += created
-                results.append(
-                    {
-                        "tracking_no": scan.tracking_no,
-                        "status": scan.status,
-                        "duplicate": not created,
-                        "outcome": scan.outcome,
-                        "order_no": scan.order.order_no if scan.order_id else None,
-                    }
-                )
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    results = [self._record(event) for event in batch.validated_data["events"]]
+                break
+            except OperationalError as exc:
+                # Two batches locking the same orders in opposite order: the
+                # database aborts one, which rolled back whole and runs again.
+                if getattr(exc.__cause__, "sqlstate", None) not in LOCK_CONTENTION:
+                    raise
+                if attempt == BATCH_ATTEMPTS:
+                    return Response(
+                        error_body("conflict", _("Other scans were changing the same orders. Send this batch again.")),
+                        status=status.HTTP_409_CONFLICT,
+                    )
+        stored = sum(not result["duplicate"] for result in results)
         return Response(
             {"received": len(results), "stored": stored, "duplicates": len(results) - stored, "results": results}
         )
+
+    @staticmethod
+    def _record(event) -> dict:
+        scan, created = carrier.record_scan(**event)
+        return {
+            "tracking_no": scan.tracking_no,
+            "status": scan.status,
+            "duplicate": not created,
+            "outcome": scan.outcome,
+            "order_no": scan.order.order_no if scan.order_id else None,
+        }
 
 
 def _signed_by_a_carrier(raw: bytes, signature: str) -> bool:

@@ -1,6 +1,7 @@
 """Races on real PostgreSQL row locks (SPEC §2.2 invariant 5, §8 concurrency)."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from orders import carrier, errors, workflow
-from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanStatus
+from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan, Order, OrderEvent
 from tests.factories import advance, new_order
 
@@ -80,8 +81,6 @@ def test_two_passes_in_one_split_group_at_once_only_one_is_recorded(postgres, me
 def test_two_orders_of_one_trade_and_sku_created_at_once_form_a_split_group(
     postgres, merchant_org, provider_org, platform, monkeypatch
 ):
-    import time
-
     from orders.models import SplitGroup
 
     new_order(merchant_org, provider_org)  # the platform organisation exists before the threads start
@@ -170,3 +169,86 @@ def test_two_sweeps_at_once_leave_one_case_and_one_escalation_per_hit(postgres, 
     assert Escalation.objects.count() == 1
     assert CaseEvent.objects.filter(kind="opened").count() == 16
     assert sum(sum(o.opened.values()) for o in outcomes) == 16
+
+
+def test_a_scan_racing_a_sign_in_decides_on_the_signed_in_order(
+    postgres, merchant_org, provider_org, platform, monkeypatch
+):
+    shipped = advance(new_order(merchant_org, provider_org), S.INBOUND)
+    provider = workflow.Actor.of_organisation(provider_org, EventSource.WEB)
+    # The sign-in holds its lock a moment before it commits; the scan arrives meanwhile.
+    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.5)])
+
+    def sign_in():
+        mine = Order.objects.get(pk=shipped.pk)
+        return lambda: workflow.perform(mine, Action.SIGN_IN, provider)
+
+    def scan():
+        def post():
+            time.sleep(0.15)
+            return carrier.record_scan(
+                carrier="SF",
+                tracking_no=shipped.inbound_tracking_no,
+                status=ScanStatus.DELIVERED,
+                occurred_at=timezone.now() - timedelta(minutes=1),
+            )
+
+        return post
+
+    signed, (stored, created) = run_together(sign_in, scan)
+
+    assert isinstance(signed, Order) and created, (signed, stored)
+    stored.refresh_from_db()
+    assert stored.outcome == ScanOutcome.IGNORED  # the parcel was already signed for
+    shipped.refresh_from_db()
+    assert shipped.state == S.SIGNED_IN
+    assert not OrderEvent.objects.filter(order=shipped, action=Action.CARRIER_DELIVERY).exists()
+
+
+def test_two_scan_batches_locking_orders_in_opposite_order_both_land(
+    postgres, merchant_org, provider_org, platform, monkeypatch
+):
+    import hashlib
+    import hmac
+    import json
+
+    from rest_framework.test import APIClient
+
+    from portal.models import CarrierIntegration
+
+    secret = "carrier-secret-for-the-race"
+    CarrierIntegration.objects.create(name="sf-express", secret=secret)
+    first, second = (advance(new_order(merchant_org, provider_org), S.INBOUND) for _ in range(2))
+    # Each step holds its order a moment, so the two batches meet head-on.
+    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.3)])
+    when = timezone.now() - timedelta(minutes=5)
+
+    def batch(orders, minutes):
+        events = [
+            {
+                "carrier": "SF",
+                "tracking_no": order.inbound_tracking_no,
+                "status": "delivered",
+                "occurred_at": (when + timedelta(minutes=minutes)).isoformat(),
+            }
+            for order in orders
+        ]
+        raw = json.dumps({"events": events}).encode()
+        signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+        def post():
+            response = APIClient().generic(
+                "POST", "/api/v1/carrier-events/", raw, content_type="application/json", HTTP_X_SIGNATURE=signature
+            )
+            return response.status_code, response.json()
+
+        return lambda: post
+
+    outcomes = run_together(batch([first, second], 0), batch([second, first], 1))
+
+    assert [code for code, _ in outcomes] == [200, 200], outcomes
+    assert CarrierScan.objects.count() == 4
+    for order in (first, second):
+        order.refresh_from_db()
+        assert order.state == S.ARRIVED
+        assert OrderEvent.objects.filter(order=order, action=Action.CARRIER_DELIVERY).count() == 1
