@@ -71,6 +71,8 @@ def apply_waiting_scans(order: Order) -> int:
             CarrierScan.objects.filter(outcome=ScanOutcome.PENDING)
             .filter(Q(order_no=order.order_no) | Q(order_no="", tracking_no__in=numbers))
             .exclude(pk__in=_resolving.get())
+            # a scan another transaction is resolving right now is left to it
+            .select_for_update(skip_locked=True)
         )
         progressed = False
         for scan in waiting.order_by("occurred_at", "pk"):
@@ -81,6 +83,35 @@ def apply_waiting_scans(order: Order) -> int:
                 break
         if not progressed:
             return applied
+
+
+def retry_pending(limit=1000) -> int:
+    """Apply waiting scans whose order has turned up meanwhile; returns how
+    many were applied.
+
+    Both sides of the match try when they arrive (a scan looks for its
+    order, a new number looks for its scans), but a scan stored while the
+    number was being given, each in its own open transaction, sees neither.
+    Beat runs this, so such a scan waits minutes, not forever.
+    """
+    pending = CarrierScan.objects.filter(outcome=ScanOutcome.PENDING)
+    by_number = pending.filter(order_no="").values("tracking_no")
+    orders = (
+        Order.objects.filter(
+            Q(order_no__in=pending.exclude(order_no="").values("order_no"))
+            | Q(inbound_tracking_no__in=by_number)
+            | Q(waybill_no__in=by_number)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    applied = 0
+    for pk in orders:
+        with transaction.atomic():
+            order = Order.objects.filter(pk=pk).first()
+            if order is not None:
+                applied += apply_waiting_scans(order)
+    return applied
 
 
 def _resolve(scan) -> list[Order]:

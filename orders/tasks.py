@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from orders import workflow
+from orders import carrier, workflow
 
 logger = logging.getLogger(__name__)
 
@@ -13,3 +13,12 @@ def apply_deadlines():
     totals = workflow.apply_deadlines()
     logger.info("confirmation deadlines applied: %(completed)d completed, %(auto_refunded)d auto-refunded", totals)
     return totals
+
+
+@shared_task(name="orders.tasks.retry_pending_scans")
+def retry_pending_scans():
+    """Beat's periodic pass over carrier scans still waiting for their order."""
+    applied = carrier.retry_pending()
+    if applied:
+        logger.info("%d waiting carrier scans applied", applied)
+    return applied

@@ -148,6 +148,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DEADLINE_SWEEP_SECONDS = env_int("DEADLINE_SWEEP_SECONDS", 60, minimum=5)
 RISK_SWEEP_SECONDS = env_int("RISK_SWEEP_SECONDS", 300, minimum=10)
+PENDING_SCAN_RETRY_SECONDS = env_int("PENDING_SCAN_RETRY_SECONDS", 300, minimum=10)
 ESCALATION_FIRST_RESPONSE_HOURS = env_int("ESCALATION_FIRST_RESPONSE_HOURS", 4, minimum=1)
 ESCALATION_REMINDER_HOURS = env_int("ESCALATION_REMINDER_HOURS", 4, minimum=1)
 # Notifications: how long a claimed email may be in flight before another
@@ -168,6 +169,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "risks.tasks.run_sweep",
         "schedule": float(RISK_SWEEP_SECONDS),
         "options": {"expires": float(RISK_SWEEP_SECONDS)},
+    },
+    "retry-pending-scans": {
+        "task": "orders.tasks.retry_pending_scans",
+        "schedule": float(PENDING_SCAN_RETRY_SECONDS),
+        "options": {"expires": float(PENDING_SCAN_RETRY_SECONDS)},
     },
     "apply-confirmation-deadlines": {
         "task": "orders.tasks.apply_deadlines",

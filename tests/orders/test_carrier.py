@@ -37,6 +37,33 @@ def test_a_scan_for_an_unknown_number_waits_and_applies_when_the_merchant_record
     assert early.outcome == ScanOutcome.APPLIED and early.order == order
 
 
+def test_a_scan_that_missed_its_number_is_applied_by_the_periodic_retry(order, monkeypatch, settings):
+    """The scan and the merchant's shipment committed at the same moment,
+    each unseen by the other: the scan waits until beat's retry finds it."""
+    from orders import carrier
+    from orders.tasks import retry_pending_scans
+
+    delivered_at = timezone.now() - timedelta(hours=30)
+    early = scan("SF5555555555", ScanStatus.DELIVERED, occurred_at=delivered_at)
+    stray = scan("SF0000000001", ScanStatus.DELIVERED, occurred_at=delivered_at)
+    unseen = [r for r in workflow._REACTIONS if r is not carrier.on_step]
+    with monkeypatch.context() as patch:
+        patch.setattr(workflow, "_REACTIONS", unseen)
+        shipped = workflow.perform(
+            order, Action.SHIP, workflow.Actor.of_organisation(order.merchant), carrier="SF", tracking_no="SF5555555555"
+        )
+    assert shipped.state == S.INBOUND  # the scan that would have moved it on went unseen
+
+    assert retry_pending_scans() == 1
+    shipped.refresh_from_db()
+    assert shipped.state == S.ARRIVED and shipped.inbound_delivered_at == delivered_at
+    early.refresh_from_db()
+    stray.refresh_from_db()
+    assert early.outcome == ScanOutcome.APPLIED and stray.outcome == ScanOutcome.PENDING
+    assert retry_pending_scans() == 0  # nothing left that fits
+    assert settings.CELERY_BEAT_SCHEDULE["retry-pending-scans"]["task"] == retry_pending_scans.name
+
+
 def test_a_scan_naming_an_order_that_does_not_exist_yet_applies_when_it_is_created(
     merchant_org, provider_org, platform
 ):
