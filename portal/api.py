@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from orders import errors as workflow_errors
@@ -128,9 +129,7 @@ def idempotent(handler):
                 error_body("invalid_idempotency_key", _("An Idempotency-Key is 1 to 255 visible ASCII characters.")),
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        fingerprint = hashlib.sha256(
-            b"\n".join([request.method.encode(), request.path.encode(), request.body])
-        ).hexdigest()
+        fingerprint = _fingerprint(request)
         with transaction.atomic():
             IdempotencyRecord.objects.filter(
                 owner=owner, key=key, created_at__lt=timezone.now() - IDEMPOTENCY_TTL
@@ -157,6 +156,28 @@ def idempotent(handler):
     return wrapper
 
 
+def _fingerprint(request) -> str:
+    """What makes two requests the same: method, path and the parsed body.
+
+    The parsed body, not the raw bytes: a form post has had its body read
+    by the CSRF check already, and the same JSON spaced differently is the
+    same request.
+    """
+    data = request.data
+    if hasattr(data, "lists"):  # a form's QueryDict keeps every value of a key
+        data = dict(data.lists())
+    body = json.dumps(data, cls=_Canonical, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256("\n".join([request.method, request.path, body]).encode()).hexdigest()
+
+
+class _Canonical(JSONEncoder):
+    def default(self, obj):
+        try:
+            return super().default(obj)
+        except TypeError:  # e.g. an uploaded file: named, not read
+            return repr(obj)
+
+
 def _replay(record, fingerprint):
     if record.fingerprint != fingerprint:
         return Response(
@@ -172,6 +193,4 @@ def _replay(record, fingerprint):
 
 
 def _json_safe(data):
-    from rest_framework.utils.encoders import JSONEncoder
-
     return json.loads(json.dumps(data, cls=JSONEncoder))

@@ -386,6 +386,33 @@ def test_the_same_action_retried_with_one_key_acts_once(api, keys, merchant_org,
     assert OrderEvent.objects.filter(order=arrived, action=Action.SIGN_IN).count() == 1
 
 
+def test_the_web_session_can_retry_with_one_key_too(merchant, merchant_org, provider_org):
+    """A browser's session, with the CSRF check that reads the body before the view."""
+    from django.middleware.csrf import get_token
+    from django.test import Client, RequestFactory
+
+    shipped = new_order(merchant_org, provider_org)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(merchant)
+    token = get_token(RequestFactory().get("/"))
+    browser.cookies["csrftoken"] = token
+
+    def ship(tracking_no="SF2020202020"):
+        return browser.post(
+            f"/api/v1/orders/{shipped.order_no}/ship/",
+            {"carrier": "SF", "tracking_no": tracking_no},
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="web-1",
+            HTTP_X_CSRFTOKEN=token,
+        )
+
+    first, again = ship(), ship()
+    assert first.status_code == again.status_code == 200, first.content
+    assert again["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert OrderEvent.objects.filter(order=shipped, action=Action.SHIP).count() == 1
+    assert ship(tracking_no="SF3030303030").status_code == 422
+
+
 def test_the_same_key_with_another_body_is_422(api, keys, merchant_org, provider_org):
     order = advance(new_order(merchant_org, provider_org), S.SIGNED_IN)
     api.as_key(keys["provider"])
