@@ -23,6 +23,13 @@ class CaseFilterSet(StyledFilterSet):
         model = RiskCase
         fields = []
 
+    def __init__(self, data=None, queryset=None, **kwargs):
+        super().__init__(data, queryset, **kwargs)
+        # Only owners of cases the viewer can see: the others' names are not theirs to list.
+        self.filters["owner"].queryset = Organisation.objects.filter(pk__in=self.queryset.values("owner")).order_by(
+            "code"
+        )
+
     def filter_overdue(self, queryset, name, value):
         live = queryset.live()
         if value == "yes":
@@ -47,6 +54,12 @@ class EscalationFilterSet(StyledFilterSet):
     class Meta:
         model = Escalation
         fields = []
+
+    def __init__(self, data=None, queryset=None, **kwargs):
+        super().__init__(data, queryset, **kwargs)
+        self.filters["organisation"].queryset = Organisation.objects.filter(
+            pk__in=self.queryset.values("raised_by_organisation")
+        ).order_by("code")
 
     def filter_mine(self, queryset, name, value):
         user = getattr(self.request, "user", None)

@@ -139,6 +139,21 @@ def test_case_pages_are_scoped_and_filtered(client, personas, pending):
     assert f"/cases/{case.pk}/" in client.get(reverse("risks:cases"), {"overdue": "no"}).content.decode()
 
 
+def test_the_owner_filter_lists_only_owners_of_cases_one_may_see(client, api, keys, personas, pending, provider_org):
+    import re
+
+    def owners(user):
+        client.force_login(user)
+        page = client.get(reverse("risks:cases")).content.decode()
+        select = re.search(r'<select name="owner".*?</select>', page, re.S).group(0)
+        return set(re.findall(r'<option value="([^"]+)"', select))
+
+    assert owners(personas["provider"]) == owners(personas["operator"]) == {provider_org.code}
+    assert owners(personas["merchant2"]) == set()
+    refused = api.as_key(keys["merchant2"]).get("/api/v1/cases/", {"owner": provider_org.code})
+    assert refused.status_code == 400 and "owner" in refused.json()["fields"]
+
+
 def test_worklist_rows_and_the_order_page_show_the_case(client, provider, pending):
     order, _case = pending
     client.force_login(provider)
