@@ -14,10 +14,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from orders.models import SplitGroup
+from orders.models import Order, SplitGroup
 from portal import notify
 from portal.models import NotificationKind
 from risks import cases, escalations, rules
@@ -175,8 +176,12 @@ def open_hits(rule, hits, now) -> int:
 def _close_finished_groups(ctx, now):
     """Split groups whose orders are all finished need no more reading."""
     finished = [g["id"] for g in rules.group_rows(ctx) if not g["open_orders"]]
+    # An order created in the group since it was read reopens it: leave that group open.
+    still_open = Order.objects.open().filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
     for start in range(0, len(finished), BATCH):
-        SplitGroup.objects.filter(pk__in=finished[start : start + BATCH], closed_at__isnull=True).update(closed_at=now)
+        SplitGroup.objects.filter(
+            ~Exists(still_open), pk__in=finished[start : start + BATCH], closed_at__isnull=True
+        ).update(closed_at=now)
 
 
 def _announce(case_ids, now):

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from orders import carrier, workflow, worklists
+from orders import carrier, errors, workflow, worklists
 from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
@@ -129,11 +129,18 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body = s.OrderCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        existing = Order.objects.filter(order_no=data["order_no"]).select_related("merchant", "provider").first()
+        numbered = Order.objects.filter(order_no=data["order_no"]).select_related("merchant", "provider")
+        existing = numbered.first()
         if existing is None:
-            with transaction.atomic():
+            try:
                 order = workflow.create_order(actor_for(request), **data)
-            return Response(self._show(order), status=status.HTTP_201_CREATED)
+            except errors.Conflict:
+                # The same order number created by a concurrent request: judge it like a repeat.
+                existing = numbered.first()
+                if existing is None:
+                    raise
+            else:
+                return Response(self._show(order), status=status.HTTP_201_CREATED)
         if _same_creation(existing, data):
             return Response(self._show(existing), status=status.HTTP_200_OK)
         return Response(

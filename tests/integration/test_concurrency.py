@@ -146,6 +146,42 @@ def test_two_requests_with_one_idempotency_key_at_once_act_once(postgres, mercha
     assert OrderEvent.objects.filter(order=arrived, action=Action.SIGN_IN).count() == 1
 
 
+def test_the_same_order_created_twice_at_once_is_created_once(postgres, merchant_org, provider_org, keys):
+    from rest_framework.test import APIClient
+
+    paid = timezone.now() - timedelta(hours=1)
+    body = {
+        "order_no": "RACE-1",
+        "trade_no": "T-RACE-1",
+        "merchant": merchant_org.code,
+        "provider": provider_org.code,
+        "sku": "SKU-1",
+        "item_title": "Handbag",
+        "quantity": 1,
+        "amount": "8800.00",
+        "paid_at": paid.isoformat(),
+        "auto_confirm_at": (paid + timedelta(days=10)).isoformat(),
+    }
+
+    def request(data):
+        def prepare():
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {keys['platform']}")
+            return lambda: client.post("/api/v1/orders/", data, format="json")
+
+        return prepare
+
+    same = run_together(request(body), request(body))
+    assert sorted(o.status_code for o in same) == [200, 201], same
+    assert Order.objects.filter(order_no="RACE-1").count() == 1
+
+    other = {**body, "order_no": "RACE-2"}
+    different = run_together(request(other), request({**other, "amount": "1.00"}))
+    assert sorted(o.status_code for o in different) == [201, 409], different
+    assert {o.json().get("code") for o in different if o.status_code == 409} == {"order_exists"}
+    assert OrderEvent.objects.filter(order__order_no__in=["RACE-1", "RACE-2"], action=Action.CREATE).count() == 2
+
+
 def test_two_sweeps_at_once_leave_one_case_and_one_escalation_per_hit(postgres, merchant_org, provider_org, platform):
     from orders.models import Order
     from risks.choices import Rule

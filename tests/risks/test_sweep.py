@@ -115,3 +115,27 @@ def test_the_database_allows_one_live_case_per_rule_and_subject(merchant_org, pr
     RiskCase.objects.update(status="resolved")
     RiskCase.objects.create(**fields)  # a new live case once the old one is closed
     assert Escalation.objects.count() == 0
+
+
+def test_a_group_that_gains_an_open_order_during_the_sweep_stays_open(merchant_org, provider_org, platform):
+    from orders import workflow
+    from orders.choices import Action
+    from orders.models import SplitGroup
+    from risks import rules
+    from risks.models import RiskSettings
+    from risks.sweep import _close_finished_groups
+    from tests.factories import platform_actor
+
+    for _ in range(2):
+        order = new_order(merchant_org, provider_org, trade_no="T-LATE", sku="S")
+        workflow.perform(order, Action.REFUND, platform_actor(), reason="buyer cancelled")
+    now = timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    assert [g["open_orders"] for g in rules.group_rows(ctx)] == [0]  # read: all finished
+    new_order(merchant_org, provider_org, trade_no="T-LATE", sku="S")  # then a third arrives
+
+    _close_finished_groups(ctx, now)
+    assert SplitGroup.objects.get(trade_no="T-LATE").closed_at is None
+
+    run_sweep()  # read afresh, the group has an open order and stays in view
+    assert SplitGroup.objects.get(trade_no="T-LATE").closed_at is None
