@@ -176,6 +176,13 @@ def api():
 
 
 @pytest.fixture(autouse=True)
+def quick_password_hashing(settings):
+    """Hashing a password the production way takes half a second by design;
+    tests make dozens of people and only need the hash to check."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def no_broker_in_unit_tests(settings):
     """Unit tests send notifications by calling delivery directly; only the
     integration tests that run a worker put messages on the broker."""
