@@ -48,8 +48,9 @@ def build(total, stuck_percent, now):
     stuck_every = int(100 / stuck_percent) if stuck_percent else 0
     with connection.cursor() as cur:
         cur.execute(
-            "TRUNCATE risks_caseevent, risks_escalation, risks_riskcase, orders_carrierscan, orders_feecharge, "
-            "orders_orderevent, orders_splitgroup, orders_order RESTART IDENTITY CASCADE"
+            "TRUNCATE risks_caseevent, risks_escalationentry, risks_escalation, risks_riskcase, portal_notification, "
+            "orders_carrierscan, orders_feecharge, orders_orderevent, orders_splitgroup, orders_order "
+            "RESTART IDENTITY CASCADE"
         )
         cur.execute("SELECT id FROM portal_organisation WHERE code IN ('M-DEMO-1', 'M-DEMO-2') ORDER BY code")
         m1, m2 = (r[0] for r in cur.fetchall())
@@ -187,11 +188,14 @@ def main():
         build(args.orders, args.stuck_percent, now)
         print(f"built {args.orders:,} orders in {time.perf_counter() - started:.1f} s")
     else:
-        from risks.models import CaseEvent, Escalation, RiskCase
+        from django.db import connection
 
-        CaseEvent.objects.all().delete()
-        Escalation.objects.all().delete()
-        RiskCase.objects.all().delete()
+        with connection.cursor() as cursor:  # the cases and what they caused, not the orders
+            cursor.execute(
+                "TRUNCATE risks_caseevent, risks_escalationentry, risks_escalation, risks_riskcase, "
+                "portal_notification RESTART IDENTITY CASCADE"
+            )
+            cursor.execute("UPDATE orders_splitgroup SET closed_at = NULL")
     measure("first", now)
     # The first sweep closes thousands of finished split groups; refresh the
     # planner's statistics as autovacuum would after such a change.

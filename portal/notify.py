@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from portal import bulk
 from portal.choices import OrganisationKind
 from portal.models import Delivery, EmailStatus, Notification, NotificationKind, NotificationPreference, User
 
@@ -87,21 +88,14 @@ def announce_many(items, now=None) -> int:
     for kind, key, recipients, context, link, severity in items:
         for user in {u.pk: u for u in recipients}.values():
             status = _delivery(user, kind, severity, chosen)
-            rows.append(
-                Notification(
-                    recipient=user,
-                    kind=kind,
-                    key=f"{kind}:{key}",
-                    context=context,
-                    link=link,
-                    created_at=now,
-                    email_status=status,
-                    next_attempt_at=now if status == EmailStatus.PENDING else None,
-                )
-            )
-    Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+            due = now if status == EmailStatus.PENDING else None
+            rows.append((user.pk, kind, f"{kind}:{key}", context, link, now, status, due))
+    bulk.insert(Notification, ROW, rows)
     transaction.on_commit(kick)
     return len(rows)
+
+
+ROW = ["recipient_id", "kind", "key", "context", "link", "created_at", "email_status", "next_attempt_at"]
 
 
 def announce(kind, key, recipients, *, context, link="", severity=None, now=None) -> int:

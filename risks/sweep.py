@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from orders.models import Order, SplitGroup
-from portal import notify
+from portal import bulk, notify
 from portal.models import NotificationKind
 from risks import cases, escalations, rules
 from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution, Rule
@@ -124,6 +124,22 @@ def _suppressed(rule, hits) -> set:
     return {hit.subject for hit in hits if (hit.subject, hit.fingerprint) in resolved}
 
 
+CASE_ROW = [
+    "rule",
+    "subject",
+    "fingerprint",
+    "order_id",
+    "trade_no",
+    "sku",
+    "owner_id",
+    "severity",
+    "due_at",
+    "money_at_risk",
+    "details",
+    "opened_at",
+]
+
+
 def open_hits(rule, hits, now) -> int:
     opened = 0
     for start in range(0, len(hits), BATCH):
@@ -133,25 +149,26 @@ def open_hits(rule, hits, now) -> int:
         if not batch:
             continue
         with transaction.atomic():
-            RiskCase.objects.bulk_create(
+            bulk.insert(
+                RiskCase,
+                CASE_ROW,
                 [
-                    RiskCase(
-                        rule=rule,
-                        subject=hit.subject,
-                        fingerprint=hit.fingerprint,
-                        order_id=hit.order_id,
-                        trade_no=hit.trade_no,
-                        sku=hit.sku,
-                        owner_id=hit.owner_id,
-                        severity=hit.severity,
-                        due_at=hit.due_at,
-                        money_at_risk=hit.money_at_risk,
-                        details=hit.details,
-                        opened_at=now,
+                    (
+                        rule,
+                        hit.subject,
+                        hit.fingerprint,
+                        hit.order_id,
+                        hit.trade_no,
+                        hit.sku,
+                        hit.owner_id,
+                        hit.severity,
+                        hit.due_at,
+                        hit.money_at_risk,
+                        hit.details,
+                        now,
                     )
                     for hit in batch
                 ],
-                ignore_conflicts=True,
             )
             # Only the cases this sweep made (opened_at == now, no history yet)
             # get their first event; a racing sweep's cases are its own.
@@ -161,7 +178,7 @@ def open_hits(rule, hits, now) -> int:
                 .exclude(events__kind=CaseEventKind.OPENED)
                 .values_list("pk", flat=True)
             )
-            CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, kind=CaseEventKind.OPENED, at=now) for pk in created])
+            bulk.insert(CaseEvent, ["case_id", "kind", "at"], [(pk, CaseEventKind.OPENED, now) for pk in created])
             _announce(created, now)
             if rule in rules.ESCALATE_AT_ONCE:
                 cases.escalate_many_by_rule(
