@@ -55,7 +55,7 @@ class OrganisationCodeField(serializers.SlugRelatedField):
         super().__init__(slug_field="code", queryset=Organisation.objects.filter(kind=kind, is_active=True), **kwargs)
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
+        if not isinstance(data, str) or "\x00" in data:
             self.fail("invalid")
         return super().to_internal_value(data)
 

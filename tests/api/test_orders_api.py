@@ -87,6 +87,7 @@ def test_only_the_platform_creates_orders(api, keys, persona):
         ({"colour": "red"}, "colour"),
         ({"merchant": 7}, "merchant"),
         ({"merchant": ["M-1"]}, "merchant"),
+        ({"provider": "P-\x001"}, "provider"),
     ],
 )
 def test_bad_creation_input_is_a_400_naming_the_field(api, keys, overrides, field):
@@ -117,6 +118,29 @@ def test_malformed_bodies_are_4xx_never_5xx(api, keys, raw, content_type):
     response = api.as_key(keys["platform"]).generic("POST", "/api/v1/orders/", raw, content_type=content_type)
     assert 400 <= response.status_code < 500
     assert "code" in response.json()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/orders/A%00B/",
+        "/api/v1/orders/?merchant=M%00",
+        "/api/v1/cases/?order=O%00",
+        "/api/v1/split-groups/T%00/S/",
+        "/orders/A%00B/",
+        "/search/?q=A%00",
+    ],
+)
+def test_a_nul_in_the_address_or_query_is_a_400(api, keys, client, merchant, url):
+    """PostgreSQL cannot hold a NUL in text: refused at the door, not by a failing lookup."""
+    if url.startswith("/api/"):
+        response = api.as_key(keys["merchant"]).get(url)
+        assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+    else:
+        client.force_login(merchant)
+        assert client.get(url).status_code == 400
+    client.cookies["sessionid"] = "abc\x00def"
+    assert client.get("/").status_code == 400
 
 
 # --- authentication and scope -------------------------------------------------------
