@@ -46,7 +46,7 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 
 messages: $(VENV)/.dev-installed
-	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --no-location --ignore .venv --ignore var --ignore tests
+	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --no-location --ignore .venv --ignore var --ignore tests --ignore bench
 	$(BIN)/python manage.py compilemessages --locale zh_Hans --ignore .venv
 
 clean:
