@@ -494,14 +494,29 @@ def create_order(actor: Actor, **fields) -> Order:
 
 
 def _lock_split_group(trade_no: str, sku: str) -> None:
-    """Serialise the creation of orders of one trade and SKU until commit, so
-    that of two created at once the second sees the first and the group is
-    tracked. SQLite runs one writing transaction at a time already."""
+    lock_split_groups([(trade_no, sku)])
+
+
+def lock_split_groups(groups) -> None:
+    """Hold the split groups ``(trade_no, sku)`` until commit.
+
+    Creating an order takes its group's lock, so of two orders created at once
+    the second sees the first and the group is tracked; the sweep takes it
+    before closing a finished group, so an order being created in it is seen
+    first. Locks are taken in one order, so two holders never deadlock.
+    SQLite runs one writing transaction at a time already.
+    """
     if connection.vendor != "postgresql":
         return
-    digest = hashlib.blake2b(f"{trade_no}\0{sku}".encode(), digest_size=8).digest()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+    keys = sorted(
+        {
+            int.from_bytes(hashlib.blake2b(f"{trade_no}\0{sku}".encode(), digest_size=8).digest(), "big", signed=True)
+            for trade_no, sku in groups
+        }
+    )
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
 
 
 # --- the deadline, set-wise ------------------------------------------------------

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from orders import workflow
 from orders.models import Order, SplitGroup
 from portal import bulk, notify
 from portal.models import NotificationKind
@@ -192,13 +193,17 @@ def open_hits(rule, hits, now) -> int:
 
 def _close_finished_groups(ctx, now):
     """Split groups whose orders are all finished need no more reading."""
-    finished = [g["id"] for g in rules.group_rows(ctx) if not g["open_orders"]]
-    # An order created in the group since it was read reopens it: leave that group open.
+    finished = [g for g in rules.group_rows(ctx) if not g["open_orders"]]
+    # An order created in the group since it was read keeps it open: wait for
+    # any creation in progress (its group lock), then look again.
     still_open = Order.objects.open().filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
     for start in range(0, len(finished), BATCH):
-        SplitGroup.objects.filter(
-            ~Exists(still_open), pk__in=finished[start : start + BATCH], closed_at__isnull=True
-        ).update(closed_at=now)
+        batch = finished[start : start + BATCH]
+        with transaction.atomic():
+            workflow.lock_split_groups((g["trade_no"], g["sku"]) for g in batch)
+            SplitGroup.objects.filter(
+                ~Exists(still_open), pk__in=[g["id"] for g in batch], closed_at__isnull=True
+            ).update(closed_at=now)
 
 
 def _announce(case_ids, now):

@@ -288,3 +288,35 @@ def test_two_scan_batches_locking_orders_in_opposite_order_both_land(
         order.refresh_from_db()
         assert order.state == S.ARRIVED
         assert OrderEvent.objects.filter(order=order, action=Action.CARRIER_DELIVERY).count() == 1
+
+
+def test_the_sweep_does_not_close_a_split_group_while_an_order_joins_it(
+    postgres, merchant_org, provider_org, platform, monkeypatch
+):
+    from orders.models import SplitGroup
+    from risks import rules
+    from risks.models import RiskSettings
+    from risks.sweep import _close_finished_groups
+    from tests.factories import platform_actor
+
+    for _ in range(2):
+        finished = new_order(merchant_org, provider_org, trade_no="T-JOIN", sku="S")
+        workflow.perform(finished, Action.REFUND, platform_actor(), reason="buyer cancelled")
+    # The third order lingers between its insert and its commit; the sweep comes meanwhile.
+    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.6)])
+
+    def create():
+        return lambda: new_order(merchant_org, provider_org, trade_no="T-JOIN", sku="S")
+
+    def sweep():
+        def close():
+            time.sleep(0.2)
+            now = timezone.now()
+            _close_finished_groups(rules.Context.build(now, RiskSettings.current()), now)
+
+        return close
+
+    created, _ = run_together(create, sweep)
+
+    assert isinstance(created, Order), created
+    assert SplitGroup.objects.get(trade_no="T-JOIN").closed_at is None
