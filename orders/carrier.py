@@ -10,8 +10,9 @@ that must precede them, wait as ``pending`` and are applied when they fit.
 """
 
 import contextvars
+import logging
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 
 from orders import errors, inputs, workflow
@@ -19,6 +20,7 @@ from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, EventSource, Ord
 from orders.models import CarrierScan, Order
 
 S = OrderState
+logger = logging.getLogger(__name__)
 CARRIER = workflow.Actor.system(EventSource.CARRIER)
 # Scans being applied right now: applying one can give its order a number,
 # and the scans waiting for that number must not include the one at hand.
@@ -85,33 +87,38 @@ def apply_waiting_scans(order: Order) -> int:
             return applied
 
 
-def retry_pending(limit=1000) -> int:
+def retry_pending(page=500) -> int:
     """Apply waiting scans whose order has turned up meanwhile; returns how
     many were applied.
 
     Both sides of the match try when they arrive (a scan looks for its
     order, a new number looks for its scans), but a scan stored while the
     number was being given, each in its own open transaction, sees neither.
-    Beat runs this, so such a scan waits minutes, not forever.
+    Beat runs this, so such a scan waits minutes, not forever. Every order
+    with a waiting scan is visited, a page at a time; one that fails (a lock
+    held too long) is logged and left for the next pass.
     """
     pending = CarrierScan.objects.filter(outcome=ScanOutcome.PENDING)
     by_number = pending.filter(order_no="").values("tracking_no")
-    orders = (
-        Order.objects.filter(
-            Q(order_no__in=pending.exclude(order_no="").values("order_no"))
-            | Q(inbound_tracking_no__in=by_number)
-            | Q(waybill_no__in=by_number)
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    applied = 0
-    for pk in orders:
-        with transaction.atomic():
-            order = Order.objects.filter(pk=pk).first()
-            if order is not None:
-                applied += apply_waiting_scans(order)
-    return applied
+    matched = Order.objects.filter(
+        Q(order_no__in=pending.exclude(order_no="").values("order_no"))
+        | Q(inbound_tracking_no__in=by_number)
+        | Q(waybill_no__in=by_number)
+    ).order_by("pk")
+    applied, after = 0, 0
+    while True:
+        pks = list(matched.filter(pk__gt=after).values_list("pk", flat=True)[:page])
+        if not pks:
+            return applied
+        after = pks[-1]
+        for pk in pks:
+            try:
+                with transaction.atomic():
+                    order = Order.objects.filter(pk=pk).first()
+                    if order is not None:
+                        applied += apply_waiting_scans(order)
+            except (DatabaseError, errors.WorkflowError):
+                logger.warning("waiting scans of order %s could not be applied now", pk, exc_info=True)
 
 
 def _resolve(scan) -> list[Order]:

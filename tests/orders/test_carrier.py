@@ -64,6 +64,30 @@ def test_a_scan_that_missed_its_number_is_applied_by_the_periodic_retry(order, m
     assert settings.CELERY_BEAT_SCHEDULE["retry-pending-scans"]["task"] == retry_pending_scans.name
 
 
+def test_the_periodic_retry_reaches_every_order_however_many_wait(merchant_org, provider_org, platform, monkeypatch):
+    """Scans that rightly keep waiting (a delivery reported before its pickup)
+    do not hide the ones behind them from the retry, page after page."""
+    from orders import carrier
+
+    when = timezone.now() - timedelta(hours=2)
+    for _ in range(3):
+        printed = advance(new_order(merchant_org, provider_org), S.WAYBILL_PRINTED)
+        early = scan(printed.waybill_no, ScanStatus.DELIVERED, occurred_at=when)
+        assert early.outcome == ScanOutcome.PENDING
+    late = new_order(merchant_org, provider_org)
+    scan("SF6666666666", ScanStatus.DELIVERED, occurred_at=when)
+    with monkeypatch.context() as patch:
+        patch.setattr(workflow, "_REACTIONS", [r for r in workflow._REACTIONS if r is not carrier.on_step])
+        workflow.perform(
+            late, Action.SHIP, workflow.Actor.of_organisation(late.merchant), carrier="SF", tracking_no="SF6666666666"
+        )
+
+    assert carrier.retry_pending(page=1) == 1
+    late.refresh_from_db()
+    assert late.state == S.ARRIVED
+    assert CarrierScan.objects.filter(outcome=ScanOutcome.PENDING).count() == 3
+
+
 def test_a_scan_naming_an_order_that_does_not_exist_yet_applies_when_it_is_created(
     merchant_org, provider_org, platform
 ):
