@@ -17,10 +17,11 @@ from django.utils import timezone
 _names = threading.local()
 
 
-def insert(model, fields: list[str], rows) -> None:
+def insert(model, fields: list[str], rows, *, stream=True) -> None:
     """Insert ``rows`` (tuples of values for ``fields``, named as on the
     model) into ``model``'s table. Fields left out take their model default;
-    rows that break a unique constraint are skipped."""
+    rows that break a unique constraint are skipped. ``stream=False`` is for
+    a few rows, where a temporary table would cost more than it saves."""
     rows = list(rows)
     missing = [
         field.name
@@ -34,7 +35,7 @@ def insert(model, fields: list[str], rows) -> None:
         raise ValueError(f"{model.__name__} rows need {', '.join(missing)}")
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not stream:
         model.objects.bulk_create(
             [model(**dict(zip(fields, row, strict=True))) for row in rows], ignore_conflicts=True, batch_size=1000
         )

@@ -68,7 +68,7 @@ def _delivery(user, kind, severity, chosen) -> str:
     return _STATUS[delivery]
 
 
-def announce_many(items, now=None) -> int:
+def announce_many(items, now=None, *, stream=True) -> int:
     """Write notifications for many causes at once.
 
     ``items`` are ``(kind, key, recipients, context, link, severity)``; rows
@@ -90,7 +90,7 @@ def announce_many(items, now=None) -> int:
             status = _delivery(user, kind, severity, chosen)
             due = now if status == EmailStatus.PENDING else None
             rows.append((user.pk, kind, f"{kind}:{key}", context, link, now, status, due))
-    bulk.insert(Notification, ROW, rows)
+    bulk.insert(Notification, ROW, rows, stream=stream)
     transaction.on_commit(kick)
     return len(rows)
 
@@ -100,7 +100,7 @@ ROW = ["recipient_id", "kind", "key", "context", "link", "created_at", "email_st
 
 def announce(kind, key, recipients, *, context, link="", severity=None, now=None) -> int:
     """Write one notification per recipient for one cause, in the caller's transaction."""
-    return announce_many([(kind, key, list(recipients), context, link, severity)], now=now)
+    return announce_many([(kind, key, list(recipients), context, link, severity)], now=now, stream=False)
 
 
 def kick():

@@ -10,6 +10,13 @@ from portal.models import EmailStatus, Notification, NotificationKind
 from risks.models import CaseEvent, RiskCase
 
 
+@pytest.fixture(params=[True, False], ids=["streamed", "bulk_create"], autouse=True)
+def stream(request, monkeypatch):
+    """Both ways of writing (on PostgreSQL; elsewhere both are bulk_create)."""
+    real = bulk.insert
+    monkeypatch.setattr(bulk, "insert", lambda *args, **kwargs: real(*args, **kwargs, stream=request.param))
+
+
 def test_rows_land_with_their_defaults_and_a_repeated_key_is_skipped(merchant):
     now = timezone.now()
     fields = ["recipient_id", "kind", "key", "context", "link", "created_at", "email_status"]
