@@ -112,7 +112,3 @@ def kick():
         current_app.send_task("portal.tasks.deliver_due")
     except Exception:  # the broker is unreachable: beat will pick the rows up
         logger.warning("could not enqueue notification delivery; beat will retry", exc_info=True)
-
-
-def link_to(path: str) -> str:
-    return f"{settings.SITE_URL}{path}"

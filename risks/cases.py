@@ -181,11 +181,6 @@ def escalate_order(order, actor, reason, category=EscalationCategory.OTHER) -> E
     return open_escalation(order=order, reason=reason, category=category, organisation=org, user=actor.user)
 
 
-def escalate_by_rule(case, reason, at=None) -> None:
-    """A rule sends one case to the platform (at once, or because it is overdue)."""
-    escalate_many_by_rule([case], reason, at or timezone.now())
-
-
 def escalate_many_by_rule(live_cases, reason, at) -> int:
     """Send cases to the platform in a few statements, whatever their number.
 

@@ -14,7 +14,7 @@ from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import OrganisationKind
 from risks import cases, escalations
-from risks.choices import LIVE_ESCALATIONS, LIVE_STATUSES, Rule
+from risks.choices import LIVE_ESCALATIONS, Rule
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
 from risks.forms import AcknowledgeForm, CloseForm, CommentForm, EscalateForm, ResolveForm, SplitChoiceForm
 from risks.models import Escalation, RiskCase
@@ -277,8 +277,3 @@ def escalation_order_action(request, pk, action):
         messages.success(request, _("Done: %(action)s.") % {"action": Action(workflow_action).label})
 
     return _escalation_action(request, pk, act, form, "action_error", platform_only=True)
-
-
-def live_cases_of(order):
-    """The live cases about an order, for its page."""
-    return order.cases.filter(status__in=[s.value for s in LIVE_STATUSES]).select_related("owner")
