@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -11,9 +11,7 @@ from django_tables2 import LazyPaginator, RequestConfig
 from orders import errors, workflow, worklists
 from orders.choices import Action, EventSource
 from orders.exports import csv_response
-from orders.fees import group_fees
-from orders.filtersets import OrderFilterSet, search
-from orders.forms import BY_SLUG, FORMS, slug
+from orders.filtersets import OrderFilterSet
 from orders.models import Order
 from orders.tables import OrderTable
 from portal.choices import OrganisationKind
@@ -22,7 +20,7 @@ PER_PAGE_CHOICES = (10, 25, 50, 100)
 BULK_LIMIT = 500
 
 
-def _organisation(request):
+def organisation_of(request):
     return request.user.organisation if request.user.organisation_id else None
 
 
@@ -36,7 +34,7 @@ def _per_page(request):
 
 def _order_list(request, queryset, *, template, context, filename, bulk=False, omit=()):
     """Filter, sort, paginate and render (or export) an order list in the user's scope."""
-    organisation = _organisation(request)
+    organisation = organisation_of(request)
     filterset = OrderFilterSet(
         request.GET or None, queryset, request=request, organisation=organisation, web=True, omit=omit
     )
@@ -68,7 +66,7 @@ def _order_list(request, queryset, *, template, context, filename, bulk=False, o
 @login_required
 def order_list(request):
     """All orders the user may see: a merchant's own, a provider's assigned, the platform's all."""
-    if _organisation(request) is None:
+    if organisation_of(request) is None:
         raise Http404
     orders = Order.objects.visible_to(request.user)
     titles = {
@@ -142,89 +140,3 @@ def bulk_sign_in(request):
     if not done and not refused:
         messages.info(request, _("No order was selected."))
     return redirect(back)
-
-
-def _detail_context(request, order, bound=None):
-    """The order page: fields, timeline, split group with fees, and the forms of the actions allowed now."""
-    actor = workflow.Actor.of_user(request.user)
-    visible = Order.objects.visible_to(request.user)
-    allowed = workflow.allowed_actions(order, actor)
-    forms = []
-    if bound is not None and bound.action not in allowed:
-        # The refused form stays on screen with its reason, even though the
-        # order has moved on and no longer offers it.
-        forms.append((slug(bound.action), bound))
-    for action in allowed:
-        if bound is not None and bound.action == action:
-            forms.append((slug(action), bound))
-        else:
-            forms.append((slug(action), FORMS[action](initial={"version": order.version}, prefix=slug(action))))
-    return {
-        "order": order,
-        "buyer": order.buyer_for(_organisation(request)),
-        "events": order.events.select_related("actor_user", "actor_organisation").order_by("seq"),
-        "group": visible.split_group(order.trade_no, order.sku).order_by("pk"),
-        "fees": group_fees(order.trade_no, order.sku),
-        "forms": forms,
-        "cases": order.cases.live().select_related("owner").order_by("due_at"),
-        "may_escalate": request.user.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER)
-        and not order.is_terminal,
-    }
-
-
-def _visible_order(request, order_no):
-    return get_object_or_404(
-        Order.objects.visible_to(request.user).select_related("merchant", "provider"), order_no=order_no
-    )
-
-
-@login_required
-def order_detail(request, order_no):
-    """Everything about one order in the user's scope, and what they may do with it now."""
-    order = _visible_order(request, order_no)
-    return render(request, "orders/order_detail.html", _detail_context(request, order))
-
-
-@login_required
-@require_POST
-def order_action(request, order_no, action):
-    """Take one action through the workflow; a refusal is shown on the form and changes nothing."""
-    order = _visible_order(request, order_no)
-    if action not in BY_SLUG:
-        raise Http404
-    form = FORMS[BY_SLUG[action]](request.POST, prefix=action)
-    if form.is_valid():
-        try:
-            workflow.perform(
-                order,
-                form.action,
-                workflow.Actor.of_user(request.user, EventSource.WEB),
-                expected_version=form.cleaned_data["version"],
-                **form.params(),
-            )
-        except errors.InvalidInput as exc:
-            for field, problems in exc.fields.items():
-                form.add_error(field if field in form.fields else None, problems)
-        except errors.NotAllowed:
-            raise Http404 from None
-        except errors.WorkflowError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("Done: %(action)s.") % {"action": Action(form.action).label})
-            return redirect("orders:detail", order_no=order.order_no)
-    order.refresh_from_db()
-    response = render(request, "orders/order_detail.html", _detail_context(request, order, bound=form))
-    response.status_code = 409 if form.non_field_errors() else 400
-    return response
-
-
-@login_required
-def find(request):
-    """The header search box: straight to the order when one matches, else the filtered list."""
-    query = request.GET.get("q", "").strip()[:64]
-    matches = list(search(Order.objects.visible_to(request.user), query).values_list("order_no", flat=True)[:2])
-    if query and len(matches) == 1:
-        return redirect("orders:detail", order_no=matches[0])
-    if not query or not matches:
-        messages.info(request, _("No order in your scope matches “%(q)s”.") % {"q": query})
-    return redirect(f"{reverse('orders:list')}?q={query}" if matches else reverse("home"))

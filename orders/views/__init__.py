@@ -1,0 +1,1 @@
+"""The order screens: lists and worklists (lists.py), one order (detail.py)."""
