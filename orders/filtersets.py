@@ -4,7 +4,9 @@ from datetime import timedelta
 
 import django_filters
 from django import forms
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Value
+from django.db.models.functions import Reverse, Upper
+from django.db.models.lookups import Exact, StartsWith
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
@@ -45,12 +47,55 @@ class SaneIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = SaneIsoDateTimeField
 
 
+# The numbers a person types or scans to find an order. Each has a
+# PostgreSQL index on reverse(upper(column)) (orders/migrations/0003), so a
+# suffix is a prefix of the reversed number: one range scan per column.
+SEARCHED_NUMBERS = ("order_no", "trade_no", "inbound_tracking_no", "waybill_no")
+# Shorter tails than this match too many orders to be worth a suffix search.
+SUFFIX_MIN_LENGTH = 4
+
+
+def _reversed_upper(expression):
+    # The value goes through the same upper() as the column, so the two fold
+    # case alike on every backend (SQLite's upper() knows only ASCII). The
+    # planner folds it to a constant, which the index needs for a LIKE prefix.
+    return Reverse(Upper(expression))
+
+
 def search(queryset, value):
-    """Orders whose order, trade, inbound tracking or waybill number is ``value``."""
+    """Orders whose order, trade, inbound tracking or waybill number ends in
+    ``value``, ignoring case and surrounding spaces.
+
+    A value of at least ``SUFFIX_MIN_LENGTH`` characters matches the end of a
+    number (``0032`` finds ``SF0000000032``); a shorter one only a whole
+    number. An empty value leaves the queryset as it is.
+    """
     value = value.strip()
     if not value:
         return queryset
-    return queryset.filter(Q(order_no=value) | Q(trade_no=value) | Q(inbound_tracking_no=value) | Q(waybill_no=value))
+    if len(value) < SUFFIX_MIN_LENGTH:
+        return exact(queryset, value)
+    key = _reversed_upper(Value(value))
+    # startswith escapes % and _ in the value; on PostgreSQL it becomes
+    # reverse(upper(col))::text LIKE 'key%', a range scan of the column's index.
+    return queryset.filter(_any_number(lambda column: StartsWith(_reversed_upper(column), key)))
+
+
+def exact(queryset, value):
+    """Orders with a number equal to ``value``, ignoring case and surrounding
+    spaces (a scanned barcode). Uses the same indexes as ``search``."""
+    value = value.strip()
+    if not value:
+        return queryset.none()
+    key = _reversed_upper(Value(value))
+    return queryset.filter(_any_number(lambda column: Exact(_reversed_upper(column), key)))
+
+
+def _any_number(condition):
+    q = Q()
+    for column in SEARCHED_NUMBERS:
+        q |= Q(condition(column))
+    return q
 
 
 class OrderFilterSet(StyledFilterSet):
@@ -71,6 +116,11 @@ class OrderFilterSet(StyledFilterSet):
     split = django_filters.ChoiceFilter(choices=YES_NO, method="filter_split", label=_("Split group"))
     blocked = django_filters.ChoiceFilter(choices=YES_NO, method="filter_blocked", label=_("Flow blocked"))
     risk = django_filters.ChoiceFilter(choices=Rule.choices, method="filter_risk", label=_("Open risk case"))
+    finished = django_filters.BooleanFilter(
+        method="filter_finished",
+        label=_("Include finished orders"),
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
 
     class Meta:
         model = Order
@@ -78,10 +128,12 @@ class OrderFilterSet(StyledFilterSet):
 
     # Filters the API offers that the web form leaves out (the search box covers them).
     API_ONLY = ("trade_no", "deadline_before")
+    # Filters of the web lists only: the API lists every order in scope.
+    WEB_ONLY = ("finished",)
 
     def __init__(self, data=None, queryset=None, *, request=None, organisation=None, web=False, omit=(), **kwargs):
         super().__init__(data, queryset, request=request, **kwargs)
-        for name in (*omit, *(self.API_ONLY if web else ())):
+        for name in (*omit, *(self.API_ONLY if web else self.WEB_ONLY)):
             self.filters.pop(name, None)
         # Choices come only from organisations the viewer may see, and a
         # filter on the viewer's own side is pointless.
@@ -98,6 +150,18 @@ class OrderFilterSet(StyledFilterSet):
             elif kind != OrganisationKind.PLATFORM:
                 choices = choices.none()
             self.filters[name].queryset = choices
+
+    def filter_queryset(self, queryset):
+        """Lists start with the work: finished orders only when the person
+        asks for them, or filters on a state."""
+        queryset = super().filter_queryset(queryset)
+        chosen = self.form.cleaned_data
+        if "finished" in self.filters and not chosen.get("finished") and not chosen.get("state"):
+            queryset = queryset.open()
+        return queryset
+
+    def filter_finished(self, queryset, name, value):
+        return queryset  # read by filter_queryset
 
     def filter_q(self, queryset, name, value):
         return search(queryset, value)
