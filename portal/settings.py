@@ -156,6 +156,8 @@ ESCALATION_REMINDER_HOURS = env_int("ESCALATION_REMINDER_HOURS", 4, minimum=1)
 # worker takes it over (a worker died), how often and how patiently to retry.
 NOTIFY_ENQUEUE = env_bool("NOTIFY_ENQUEUE", True)
 NOTIFY_DELIVERY_SECONDS = env_int("NOTIFY_DELIVERY_SECONDS", 60, minimum=5)
+# How often an open list refreshes its rows and counts in the browser.
+LIST_REFRESH_SECONDS = env_int("LIST_REFRESH_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "deliver-notifications": {
         "task": "portal.tasks.deliver_due",
@@ -336,5 +338,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "axes": {"level": "WARNING"},
+        # Labels use python-barcode's SVG output; its notice that Pillow (for
+        # images) is missing says nothing an operator needs.
+        "pyBarcode": {"level": "WARNING"},
+    },
 }

@@ -1,46 +1,13 @@
 """The main journey in a real browser: Debian's chromium driven by Playwright."""
 
-import os
 import re
 
 import pytest
-from django.db import connections
 
 from orders.choices import OrderState
-from tests.conftest import unavailable
 from tests.factories import advance, new_order
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not os.path.exists(CHROMIUM):
-        unavailable(f"the chromium browser at {CHROMIUM}")
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # database calls happen between browser steps, never inside them.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
-        # Database calls made while Playwright's loop ran used a connection
-        # of that context; close it so the test database can be dropped.
-        connections.close_all()
 
 
 def count(page, slug):
@@ -51,7 +18,7 @@ def test_a_provider_signs_a_parcel_in_and_sees_it_move_to_appraisal(
     browser, live_server, provider, merchant_org, provider_org
 ):
     parcel = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
-    advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
+    other = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
     page = browser.new_page()
     page.set_default_timeout(15000)
 
@@ -64,10 +31,12 @@ def test_a_provider_signs_a_parcel_in_and_sees_it_move_to_appraisal(
     assert count(page, "to-appraise") == 0
 
     page.click(f"text={parcel.order_no}")
-    page.wait_for_url(re.compile(rf"/orders/{parcel.order_no}/$"))
+    page.wait_for_url(re.compile(rf"/orders/{parcel.order_no}/\?worklist=pending-sign-in$"))
     page.click("#action-sign-in button[type=submit]")
-    page.wait_for_selector(".alert-success")
-    assert page.locator("#order-state").inner_text() == OrderState.SIGNED_IN.label
+    # Done, and on to the next parcel of the list.
+    page.wait_for_url(re.compile(rf"/orders/{other.order_no}/\?worklist=pending-sign-in$"))
+    assert parcel.order_no in page.locator(".alert-success").inner_text()
+    assert page.locator("#order-state").inner_text() == OrderState.ARRIVED.label
 
     page.goto(f"{live_server.url}/worklists/to-appraise/")
     assert parcel.order_no in page.locator("#orders").inner_text()

@@ -1,0 +1,53 @@
+"""What the browser tests share: Debian's chromium driven by Playwright, and a login."""
+
+import os
+import re
+
+import pytest
+from django.db import connections
+
+from tests.conftest import unavailable
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not os.path.exists(CHROMIUM):
+        unavailable(f"the chromium browser at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # database calls happen between browser steps, never inside them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+        # Database calls made while Playwright's loop ran used a connection
+        # of that context; close it so the test database can be dropped.
+        connections.close_all()
+
+
+def log_in(browser, live_server, user, landing=r"/", **page_options):
+    """A new page with ``user`` logged in through the login form."""
+    page = browser.new_page(**page_options)
+    page.set_default_timeout(15000)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(landing))
+    return page
