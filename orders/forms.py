@@ -134,3 +134,24 @@ def slug(action) -> str:
 
 
 BY_SLUG = {slug(action): action for action in FORMS}
+
+
+class ScanForm(forms.Form):
+    """One scan at a station: the number a scanner typed, and at the appraisal
+    station the result the person chose for the parcels they scan."""
+
+    code = forms.CharField(label=_("Scan or type a number"), max_length=200, strip=True)
+    result = forms.ChoiceField(
+        label=_("Result for the next scans"),
+        choices=AppraisalResult.choices,
+        required=False,
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
+    )
+
+    def __init__(self, *args, action=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if action != Action.APPRAISE:
+            del self.fields["result"]
+
+    def params(self) -> dict:
+        return {"result": self.cleaned_data["result"]} if self.cleaned_data.get("result") else {}

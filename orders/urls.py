@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orders.views import detail, lists
+from orders.views import detail, labels, lists, station
 
 app_name = "orders"
 urlpatterns = [
@@ -8,6 +8,8 @@ urlpatterns = [
     path("orders/<str:order_no>/", detail.order_detail, name="detail"),
     path("orders/<str:order_no>/act/<slug:action>/", detail.order_action, name="action"),
     path("worklists/<slug:slug>/", lists.worklist, name="worklist"),
-    path("worklists/pending-sign-in/sign-in/", lists.bulk_sign_in, name="bulk-sign-in"),
+    path("worklists/<slug:slug>/bulk/", lists.bulk_action, name="bulk"),
+    path("worklists/<slug:slug>/scan/", station.scan_station, name="station"),
     path("search/", detail.find, name="search"),
+    path("labels/", labels.waybill_labels, name="labels"),
 ]

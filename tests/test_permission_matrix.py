@@ -29,8 +29,11 @@ EXPECTATIONS = {
     # An empty form: in scope it is refused as bad input (400), nothing changes.
     "orders:action": ("post", lambda o: {"order_no": o.order_no, "action": "sign-in"}, IN_SCOPE_OF_ORDER, 400),
     "orders:worklist": ("get", lambda o: {"slug": "pending-sign-in"}, PROVIDERS, 200),
-    "orders:bulk-sign-in": ("post", lambda o: {}, PROVIDERS, 302),
+    "orders:bulk": ("post", lambda o: {"slug": "pending-sign-in"}, PROVIDERS, 302),
+    "orders:station": ("get", lambda o: {"slug": "pending-sign-in"}, PROVIDERS, 200),
     "orders:search": ("get", lambda o: {}, set(PERSONAS), 302),
+    # Providers and the platform print labels (here none are ticked); a merchant never does.
+    "orders:labels": ("get", lambda o: {}, PROVIDERS | {"operator"}, 200),
     "api-keys": ("get", lambda o: {}, set(PERSONAS), 200),
     "risks:cases": ("get", lambda o: {}, set(PERSONAS), 200),
     "risks:case": ("get", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 200),

@@ -1,12 +1,15 @@
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from orders import errors, workflow
+from orders import errors, workflow, worklists
 from orders.choices import Action, EventSource
 from orders.fees import group_fees
 from orders.filtersets import search
@@ -16,10 +19,22 @@ from orders.views.lists import organisation_of
 from portal.choices import OrganisationKind
 
 
+def _worklist_of(request):
+    """The worklist the person came from (``?worklist=``), for "next order"."""
+    worklist = worklists.BY_SLUG.get(request.GET.get("worklist", ""))
+    return worklist if worklist and request.user.kind == OrganisationKind.PROVIDER else None
+
+
+def _in_worklist(url, worklist):
+    return f"{url}?{urlencode({'worklist': worklist.slug})}" if worklist else url
+
+
 def _detail_context(request, order, bound=None):
     """The order page: fields, timeline, split group with fees, and the forms of the actions allowed now."""
     actor = workflow.Actor.of_user(request.user)
     visible = Order.objects.visible_to(request.user)
+    worklist = _worklist_of(request)
+    following = worklists.next_in(visible, worklist, order) if worklist else None
     allowed = workflow.allowed_actions(order, actor)
     forms = []
     if bound is not None and bound.action not in allowed:
@@ -41,6 +56,12 @@ def _detail_context(request, order, bound=None):
         "cases": order.cases.live().select_related("owner").order_by("due_at"),
         "may_escalate": request.user.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER)
         and not order.is_terminal,
+        "may_print_label": bool(order.waybill_no)
+        and request.user.kind in (OrganisationKind.PROVIDER, OrganisationKind.PLATFORM),
+        "worklist": worklist,
+        "worklist_query": f"?{urlencode({'worklist': worklist.slug})}" if worklist else "",
+        "next_url": _in_worklist(reverse("orders:detail", args=[following.order_no]), worklist) if following else "",
+        "next_order": following,
     }
 
 
@@ -82,12 +103,28 @@ def order_action(request, order_no, action):
         except errors.WorkflowError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, _("Done: %(action)s.") % {"action": Action(form.action).label})
-            return redirect("orders:detail", order_no=order.order_no)
+            return _after_step(request, order, form.action)
     order.refresh_from_db()
     response = render(request, "orders/order_detail.html", _detail_context(request, order, bound=form))
     response.status_code = 409 if form.non_field_errors() else 400
     return response
+
+
+def _after_step(request, order, action):
+    """Say what was done; from a worklist, go on to its next order."""
+    done = _("Done: %(action)s (order %(order_no)s).") % {"action": Action(action).label, "order_no": order.order_no}
+    if action == Action.PRINT_WAYBILL:
+        label = reverse("orders:labels") + "?" + urlencode({"select": order.order_no})
+        done = format_html('{} <a href="{}" target="_blank" rel="noopener">{}</a>', done, label, _("Print label"))
+    messages.success(request, done)
+    worklist = _worklist_of(request)
+    if worklist is None:
+        return redirect("orders:detail", order_no=order.order_no)
+    following = worklists.next_in(Order.objects.visible_to(request.user), worklist, order)
+    if following is None:
+        messages.info(request, _("“%(worklist)s” is empty now.") % {"worklist": worklist.title})
+        return redirect("orders:worklist", slug=worklist.slug)
+    return redirect(_in_worklist(reverse("orders:detail", args=[following.order_no]), worklist))
 
 
 @login_required
@@ -99,4 +136,5 @@ def find(request):
         return redirect("orders:detail", order_no=matches[0])
     if not query or not matches:
         messages.info(request, _("No order in your scope matches “%(q)s”.") % {"q": query})
-    return redirect(f"{reverse('orders:list')}?q={query}" if matches else reverse("home"))
+    # A suffix often matches several orders: the list gets the value as typed, encoded.
+    return redirect(f"{reverse('orders:list')}?{urlencode({'q': query})}" if matches else reverse("home"))

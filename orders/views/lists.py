@@ -1,6 +1,10 @@
+from dataclasses import asdict
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -8,8 +12,8 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 from django_tables2 import LazyPaginator, RequestConfig
 
-from orders import errors, workflow, worklists
-from orders.choices import Action, EventSource
+from orders import stations, worklists
+from orders.choices import Action
 from orders.exports import csv_response
 from orders.filtersets import OrderFilterSet
 from orders.models import Order
@@ -18,6 +22,11 @@ from portal.choices import OrganisationKind
 
 PER_PAGE_CHOICES = (10, 25, 50, 100)
 BULK_LIMIT = 500
+# Lists say how many orders they hold up to this many, and "more than" past it,
+# so a list over a million orders never counts them all.
+COUNT_LIMIT = 10_000
+NUMBER_COLUMNS = ("inbound_tracking_no", "waybill_no")
+BULK_RESULTS = "bulk-results"
 
 
 def organisation_of(request):
@@ -32,23 +41,30 @@ def _per_page(request):
     return value if value in PER_PAGE_CHOICES else 25
 
 
-def _order_list(request, queryset, *, template, context, filename, bulk=False, omit=()):
+def _filtered(request, queryset, data, omit):
+    filterset = OrderFilterSet(
+        data, queryset, request=request, organisation=organisation_of(request), web=True, omit=omit
+    )
+    return filterset, (filterset.qs if filterset.is_valid() else queryset)
+
+
+def _order_list(request, queryset, *, template, context, filename, worklist=None, omit=()):
     """Filter, sort, paginate and render (or export) an order list in the user's scope."""
     organisation = organisation_of(request)
-    filterset = OrderFilterSet(
-        request.GET or None, queryset, request=request, organisation=organisation, web=True, omit=omit
-    )
-    orders = filterset.qs if filterset.is_bound and filterset.is_valid() else queryset
+    filterset, orders = _filtered(request, queryset, request.GET, omit)
     if request.GET.get("export") == "csv":
         return csv_response(orders, filename)
-    exclude = [] if bulk else ["select"]
+    selectable = worklist is not None and (worklist.bulk or worklist.labels)
+    exclude = [] if selectable else ["select"]
+    exclude += [name for name in NUMBER_COLUMNS if worklist is None or name not in worklist.numbers]
     if organisation and organisation.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER):
         exclude.append(organisation.kind)
-    table = OrderTable(orders.for_lists(), exclude=exclude)
+    table = OrderTable(orders.for_lists(), exclude=exclude, worklist=worklist.slug if worklist else None)
     RequestConfig(request, paginate={"per_page": _per_page(request), "paginator_class": LazyPaginator}).configure(table)
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("export", None)
+    total = orders.order_by()[: COUNT_LIMIT + 1].count()
     context = {
         **context,
         "table": table,
@@ -56,7 +72,12 @@ def _order_list(request, queryset, *, template, context, filename, bulk=False, o
         "query": query.urlencode(),
         "per_page_choices": PER_PAGE_CHOICES,
         "per_page": _per_page(request),
-        "bulk": bulk,
+        "current": worklist,
+        "selectable": selectable,
+        "total": min(total, COUNT_LIMIT),
+        "total_capped": total > COUNT_LIMIT,
+        "bulk_limit": BULK_LIMIT,
+        "refresh_seconds": settings.LIST_REFRESH_SECONDS,
     }
     if request.htmx:
         return render(request, "orders/_results.html", context)
@@ -65,7 +86,9 @@ def _order_list(request, queryset, *, template, context, filename, bulk=False, o
 
 @login_required
 def order_list(request):
-    """All orders the user may see: a merchant's own, a provider's assigned, the platform's all."""
+    """All orders the user may see: a merchant's own, a provider's assigned, the platform's all.
+
+    Open orders first, nearest deadline first; finished ones when asked for."""
     if organisation_of(request) is None:
         raise Http404
     orders = Order.objects.visible_to(request.user)
@@ -83,60 +106,76 @@ def order_list(request):
     )
 
 
+def provider_worklist(request, slug, *, need=None):
+    """The worklist ``slug`` for a provider's staff (404 for anyone else, or
+    when the list lacks what ``need`` names: ``action``, ``bulk``)."""
+    worklist = worklists.BY_SLUG.get(slug)
+    if request.user.kind != OrganisationKind.PROVIDER or worklist is None:
+        raise Http404
+    if need and not getattr(worklist, need):
+        raise Http404
+    return worklist
+
+
+def tabs(visible):
+    """Every worklist with its live count."""
+    counts = worklists.counts(visible)
+    return [(w, counts[w.slug]) for w in worklists.WORKLISTS]
+
+
 @login_required
 def worklist(request, slug):
     """A provider's worklist tab, with the live count of every tab."""
-    if request.user.kind != OrganisationKind.PROVIDER or slug not in worklists.BY_SLUG:
-        raise Http404
-    current = worklists.BY_SLUG[slug]
+    current = provider_worklist(request, slug)
     visible = Order.objects.visible_to(request.user)
-    counts = worklists.counts(visible)
     return _order_list(
         request,
         visible.filter(current.condition),
         template="orders/worklist.html",
         context={
             "title": current.title,
-            "current": current,
-            "tabs": [(w, counts[w.slug]) for w in worklists.WORKLISTS],
+            "tabs": tabs(visible),
+            "bulk_lines": [stations.Line(**line) for line in request.session.pop(BULK_RESULTS, [])],
         },
         filename=f"{slug}.csv",
-        bulk=slug == worklists.PENDING_SIGN_IN,
-        omit=("state",),
+        worklist=current,
+        omit=("state", "finished"),
     )
 
 
 @login_required
 @require_POST
-def bulk_sign_in(request):
-    """Sign in the selected parcels (or every one matching the filter) of the pending sign-in list."""
-    if request.user.kind != OrganisationKind.PROVIDER:
-        raise Http404
-    pending = Order.objects.visible_to(request.user).filter(worklists.BY_SLUG[worklists.PENDING_SIGN_IN].condition)
-    back = reverse("orders:worklist", args=[worklists.PENDING_SIGN_IN])
-    if request.POST.get("all_matching"):
-        from django.http import QueryDict
+def bulk_action(request, slug):
+    """Take a worklist's step on the ticked orders, or on all matching its filter.
 
+    Each order goes through the workflow on its own; the person sees one
+    result per order. Printed waybills go straight to their labels."""
+    current = provider_worklist(request, slug, need="bulk")
+    visible = Order.objects.visible_to(request.user)
+    back = reverse("orders:worklist", args=[slug])
+    if request.POST.get("all_matching"):
         query = QueryDict(request.POST.get("query", ""))
-        filterset = OrderFilterSet(
-            query, pending, request=request, organisation=request.user.organisation, web=True, omit=("state",)
-        )
-        chosen = filterset.qs if filterset.is_valid() else pending.none()
+        _filterset, chosen = _filtered(request, visible.filter(current.condition), query, ("state", "finished"))
         back += "?" + query.urlencode()
     else:
-        chosen = pending.filter(order_no__in=request.POST.getlist("order_no")[:BULK_LIMIT])
-    actor = workflow.Actor.of_user(request.user, EventSource.WEB)
-    done, refused = 0, []
-    for order in chosen.order_by("auto_confirm_at", "pk")[:BULK_LIMIT]:
-        try:
-            workflow.perform(order, Action.SIGN_IN, actor, expected_version=None)
-            done += 1
-        except errors.WorkflowError as exc:
-            refused.append(f"{order.order_no}: {exc.message}")
-    if done:
-        messages.success(request, ngettext("%(n)d order signed in.", "%(n)d orders signed in.", done) % {"n": done})
-    for line in refused:
-        messages.error(request, line)
-    if not done and not refused:
+        chosen = visible.filter(order_no__in=request.POST.getlist("select")[:BULK_LIMIT])
+    chosen = stations.at_stage(chosen, current).order_by("auto_confirm_at", "pk")[:BULK_LIMIT]
+    lines = stations.apply(chosen, current, request.user)
+    done = [line for line in lines if line.outcome == stations.DONE]
+    if not lines:
         messages.info(request, _("No order was selected."))
+    elif done:
+        messages.success(
+            request,
+            ngettext("%(step)s: %(n)d order done.", "%(step)s: %(n)d orders done.", len(done))
+            % {"step": current.label(), "n": len(done)},
+        )
+    if current.action == Action.PRINT_WAYBILL and done:
+        for line in lines:
+            if line.outcome != stations.DONE:
+                messages.error(request, f"{line.order_no}: {line.message}")
+        return redirect(reverse("orders:labels") + "?" + urlencode([("select", line.order_no) for line in done]))
+    if len(done) < len(lines):
+        messages.warning(request, _("Some orders were not changed; see why below."))
+    request.session[BULK_RESULTS] = [asdict(line) for line in lines]
     return redirect(back)

@@ -167,10 +167,16 @@ def test_bulk_sign_in_signs_the_ticked_orders_of_the_provider_only(
     client.force_login(provider)
 
     response = client.post(
-        reverse("orders:bulk-sign-in"), {"order_no": [o.order_no for o in [*ticked, foreign]]}, follow=True
+        reverse("orders:bulk", args=["pending-sign-in"]),
+        {"select": [o.order_no for o in [*ticked, foreign]]},
+        follow=True,
     )
 
-    assert "2 orders signed in" in response.content.decode()
+    page = response.content.decode()
+    assert "Sign in: 2 orders done." in page
+    # The other provider's order reads as if it did not exist.
+    assert f"No order of yours has the number {foreign.order_no}." not in page
+    assert foreign.order_no not in page
     states = dict(Order.objects.values_list("order_no", "state"))
     assert [states[o.order_no] for o in ticked] == [S.SIGNED_IN, S.SIGNED_IN]
     assert states[unticked.order_no] == S.ARRIVED and states[foreign.order_no] == S.ARRIVED
@@ -181,7 +187,10 @@ def test_bulk_sign_in_of_all_matching_follows_the_filter(client, provider, merch
     other = advance(new_order(merchant2_org, provider_org), S.ARRIVED)
     client.force_login(provider)
 
-    client.post(reverse("orders:bulk-sign-in"), {"all_matching": "1", "query": f"merchant={merchant_org.code}"})
+    client.post(
+        reverse("orders:bulk", args=["pending-sign-in"]),
+        {"all_matching": "1", "query": f"merchant={merchant_org.code}"},
+    )
 
     states = dict(Order.objects.values_list("order_no", "state"))
     assert all(states[o.order_no] == S.SIGNED_IN for o in wanted)
