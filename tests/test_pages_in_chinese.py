@@ -61,6 +61,7 @@ def pages(merchant_org, provider_org):
     arrived = advance(new_order(merchant_org, provider_org, **title), OrderState.ARRIVED)
     signed = advance(new_order(merchant_org, provider_org, **title), OrderState.SIGNED_IN)
     delivered = advance(new_order(merchant_org, provider_org, **title), OrderState.DELIVERED)
+    shipped = advance(new_order(merchant_org, provider_org, **title), OrderState.WAYBILL_PRINTED)
     fresh = new_order(merchant_org, provider_org, **title)
     for _ in range(2):
         new_order(merchant_org, provider_org, trade_no="T-ZH", **title)
@@ -82,7 +83,11 @@ def pages(merchant_org, provider_org):
     escalations.comment(escalation, workflow.Actor.of_organisation(escalation.raised_by_organisation), "请尽快处理")
     cases.escalate_order(fresh, workflow.Actor.of_organisation(merchant_org), "麻烦看一下")
     assert Notification.objects.exists()
-    return [("provider", reverse("orders:worklist", args=[w.slug])) for w in worklists.WORKLISTS] + [
+    return [
+        *[("provider", reverse("orders:worklist", args=[w.slug])) for w in worklists.WORKLISTS],
+        *[("provider", reverse("orders:station", args=[slug])) for slug in worklists.STATIONS],
+        ("provider", reverse("orders:labels") + f"?select={shipped.order_no}&select={arrived.order_no}"),
+        ("provider", reverse("orders:detail", args=[shipped.order_no]) + "?worklist=awaiting-pickup"),
         ("provider", reverse("orders:detail", args=[arrived.order_no])),
         ("provider", reverse("orders:detail", args=[signed.order_no])),
         ("provider", reverse("orders:list")),
@@ -118,7 +123,32 @@ def test_main_pages_in_chinese_hold_no_english_of_ours(client, chinese, merchant
         runs = ENGLISH_RUN.findall(text)
         assert runs == [], (url, runs)
         checked += 1
-    assert checked == len(worklists.WORKLISTS) + 18
+    assert checked == len(worklists.WORKLISTS) + len(worklists.STATIONS) + 20
+
+
+def test_scan_answers_in_chinese_hold_no_english_of_ours(client, chinese, merchant_org, provider_org):
+    fragments = english_fragments()
+    arrived = advance(new_order(merchant_org, provider_org, item_title="手袋"), OrderState.ARRIVED)
+    signed = advance(new_order(merchant_org, provider_org, item_title="手袋"), OrderState.SIGNED_IN)
+    client.force_login(chinese["provider"])
+    scans = [
+        ("pending-sign-in", arrived.inbound_tracking_no, {}),
+        ("pending-sign-in", arrived.inbound_tracking_no, {}),
+        ("pending-sign-in", "SF404404404", {}),
+        ("to-pack", signed.order_no, {}),
+        ("to-appraise", signed.order_no, {}),
+        ("to-appraise", signed.order_no, {"result": "pass"}),
+    ]
+    outcomes = []
+    for slug, code, extra in scans:
+        response = client.post(
+            reverse("orders:station", args=[slug]), {"code": code, **extra}, HTTP_X_REQUESTED_WITH="scan-station"
+        )
+        text = visible_text(response.content.decode())
+        assert sorted(f for f in fragments if f in text) == [], (slug, code, text)
+        assert ENGLISH_RUN.findall(text) == [], (slug, code, text)
+        outcomes += re.findall(r'data-outcome="(\w+)"', response.content.decode())
+    assert outcomes == ["done", "already", "not_found", "not_ready", "needs_choice", "done"]
 
 
 def test_the_login_page_follows_the_browser_and_speaks_chinese_by_default(client, db):

@@ -114,3 +114,45 @@ def test_a_step_from_a_worklist_leads_on_to_the_next_order_and_n_skips_one(
     page.wait_for_url(re.compile(rf"/orders/{third.order_no}/\?worklist=to-pack$"))
 
     assert states([first, second, third]) == [S.PACKED, S.INSPECTED, S.INSPECTED]
+
+
+def test_the_labels_of_three_ticked_orders_print_with_their_barcodes(
+    browser, live_server, provider, merchant_org, provider_org
+):
+    from tests.barcodes import decode_code128_svg
+
+    shipped = [advance(new_order(merchant_org, provider_org), S.WAYBILL_PRINTED) for _ in range(4)]
+    page = log_in(browser, live_server, provider, r"/worklists/pending-sign-in/$")
+    page.click('#worklist-tabs a[data-worklist="awaiting-pickup"]')
+    page.wait_for_url(re.compile(r"/worklists/awaiting-pickup/$"))
+    ticked = shipped[:3]
+    for order in ticked:
+        tick(page, order)
+
+    with page.context.expect_page() as opened:
+        page.click("#labels-link")
+    labels = opened.value
+    labels.wait_for_load_state()
+
+    found = labels.locator(".waybill-label")
+    assert found.count() == 3
+    decoded = [decode_code128_svg(label.locator("svg").evaluate("svg => svg.outerHTML")) for label in found.all()]
+    assert sorted(decoded) == sorted(o.waybill_no for o in Order.objects.filter(pk__in=[o.pk for o in ticked]))
+    assert shipped[3].order_no not in labels.content()
+
+
+def test_printing_the_waybills_of_ticked_orders_opens_their_labels(
+    browser, live_server, provider, merchant_org, provider_org
+):
+    packed = [advance(new_order(merchant_org, provider_org), S.PACKED) for _ in range(3)]
+    page = log_in(browser, live_server, provider, r"/worklists/pending-sign-in/$")
+    page.goto(f"{live_server.url}/worklists/to-ship/")
+    for order in packed[:2]:
+        tick(page, order)
+
+    page.click("#bulk-submit")
+    page.wait_for_url(re.compile(r"/labels/\?"))
+
+    assert states(packed) == [S.WAYBILL_PRINTED, S.WAYBILL_PRINTED, S.PACKED]
+    assert page.locator(".waybill-label").count() == 2
+    assert "2 orders done" in page.locator(".alert-success").inner_text()

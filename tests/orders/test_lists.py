@@ -233,3 +233,79 @@ def test_list_pages_use_the_same_few_queries_at_any_page_size(client, personas, 
     rows = len(response.context["table"].paginated_rows)
     assert rows > 10 or name == "operator-home", "the second page size must show more rows than the first"
     assert counts[0] == counts[1] <= 8, counts
+
+
+@pytest.mark.parametrize("persona", ["merchant", "operator"])
+def test_order_lists_start_with_open_orders_nearest_deadline_first(
+    client, personas, merchant_org, provider_org, persona
+):
+    later = make(merchant_org, provider_org, "to-pack", deadline_in=timedelta(days=9))
+    sooner = make(merchant_org, provider_org, "to-appraise", deadline_in=timedelta(days=2))
+    finished = advance(new_order(merchant_org, provider_org), S.REFUNDED)
+    client.force_login(personas[persona])
+
+    html = page(client, reverse("orders:list"))
+    assert html.index(sooner.order_no) < html.index(later.order_no)
+    assert finished.order_no not in html
+    assert 'id="list-total">2 orders<' in html
+
+    html = page(client, reverse("orders:list"), finished="on")
+    assert finished.order_no in html and sooner.order_no in html
+    assert 'id="list-total">3 orders<' in html
+
+    # Asking for a state is asking for those orders, finished or not.
+    html = page(client, reverse("orders:list"), state=S.REFUNDED)
+    assert finished.order_no in html and sooner.order_no not in html
+
+
+def test_the_api_lists_finished_orders_as_before(api, keys, merchant_org, provider_org):
+    finished = advance(new_order(merchant_org, provider_org), S.REFUNDED)
+    rows = api.as_key(keys["platform"]).get("/api/v1/orders/").json()["results"]
+    assert finished.order_no in [row["order_no"] for row in rows]
+
+
+def test_a_finished_order_shows_when_it_finished_not_a_growing_dwell(client, operator, merchant_org, provider_org):
+    finished = advance(new_order(merchant_org, provider_org), S.REFUNDED)
+    client.force_login(operator)
+    table = client.get(reverse("orders:list"), {"finished": "on"}).context["table"]
+    row = next(r for r in table.paginated_rows if r.record.pk == finished.pk)
+    assert row.get_cell("age") == f"finished {timezone.localtime(finished.state_changed_at):%Y-%m-%d}"
+
+
+def test_a_long_list_says_more_than_the_count_limit(client, operator, merchant_org, provider_org, monkeypatch):
+    from orders.views import lists
+
+    monkeypatch.setattr(lists, "COUNT_LIMIT", 2)
+    for _ in range(3):
+        make(merchant_org, provider_org, "to-pack")
+    client.force_login(operator)
+    assert 'id="list-total">More than 2 orders<' in page(client, reverse("orders:list"))
+
+
+def test_the_pending_sign_in_list_shows_the_inbound_number_to_scan(client, provider, merchant_org, provider_org):
+    parcel = make(merchant_org, provider_org, "pending-sign-in")
+    client.force_login(provider)
+    table = client.get(reverse("orders:worklist", args=["pending-sign-in"])).context["table"]
+    assert [r.get_cell("inbound_tracking_no") for r in table.paginated_rows] == [parcel.inbound_tracking_no]
+    assert "waybill_no" not in [c.name for c in table.columns]
+
+
+def test_a_step_taken_from_a_worklist_opens_its_next_order(client, provider, merchant_org, provider_org):
+    first, second = (make(merchant_org, provider_org, "to-pack", deadline_in=timedelta(days=d)) for d in (2, 3))
+    client.force_login(provider)
+    detail = reverse("orders:detail", args=[first.order_no]) + "?worklist=to-pack"
+    assert f'href="{reverse("orders:detail", args=[second.order_no])}?worklist=to-pack"' in page(client, detail)
+
+    response = client.post(
+        reverse("orders:action", args=[first.order_no, "pack"]) + "?worklist=to-pack",
+        {"pack-version": Order.objects.get(pk=first.pk).version},
+    )
+
+    assert response["Location"] == reverse("orders:detail", args=[second.order_no]) + "?worklist=to-pack"
+    emptied = client.post(
+        reverse("orders:action", args=[second.order_no, "pack"]) + "?worklist=to-pack",
+        {"pack-version": Order.objects.get(pk=second.pk).version},
+    )
+    # The list is empty now: back to it.
+    assert emptied["Location"] == reverse("orders:worklist", args=["to-pack"])
+    assert [o.state for o in Order.objects.filter(pk__in=[first.pk, second.pk])] == [S.PACKED, S.PACKED]
