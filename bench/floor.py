@@ -488,6 +488,7 @@ def main():
         " by its key in the person's scope (bare_request)."
     )
     print("rows: orders found by a search; answer lines of a scan (each checked: 'done', 'already').")
+    client.logout()  # its session row goes with it
 
 
 if __name__ == "__main__":
