@@ -17,7 +17,7 @@ from orders.models import Order, in_split_group
 from portal.choices import OrganisationKind
 from portal.filters import StyledFilterSet
 from portal.models import Organisation
-from risks.choices import Rule
+from risks.choices import GROUP_RULES, Rule
 
 DEADLINE_WINDOWS = [
     ("overdue", _("Past the deadline")),
@@ -180,8 +180,11 @@ class OrderFilterSet(StyledFilterSet):
     def filter_risk(self, queryset, name, value):
         from django.apps import apps
 
-        live = apps.get_model("risks", "RiskCase").objects.live().filter(rule=value, order=OuterRef("pk"))
-        return queryset.filter(Exists(live))
+        # A split group's case is about each order of the group.
+        cases = apps.get_model("risks", "RiskCase").objects.live().filter(rule=value)
+        own = cases.filter(order=OuterRef("pk"))
+        group = cases.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
+        return queryset.filter(Exists(own) | Exists(group.filter(rule__in=GROUP_RULES)))
 
     def filter_blocked(self, queryset, name, value):
         return queryset.filter(flow_blocked=value == "yes")

@@ -8,7 +8,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import OPEN_STATES
-from orders.models import Order
+from orders.models import Order, attach_live_cases
 from portal.templatetags.portal import countdown, deadline_class, duration, money
 
 SEVERITY_BADGE = {"medium": "text-bg-warning", "high": "text-bg-danger", "critical": "text-bg-dark"}
@@ -59,6 +59,11 @@ class OrderTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle", "id": "orders"}
         row_attrs = {"class": lambda record: deadline_class(record.auto_confirm_at, record.state)}
         empty_text = _("No orders here.")
+
+    def before_render(self, request):
+        # The page's risk cases, its split groups' included, in one query.
+        if self.page is not None:
+            attach_live_cases([row.record for row in self.page.object_list])
 
     def __init__(self, *args, worklist=None, **kwargs):
         # Links from a worklist keep it, so the order page can lead on to

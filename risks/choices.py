@@ -14,6 +14,11 @@ class Rule(models.TextChoices):
     DEADLINE_AT_RISK = "deadline_at_risk", _("Deadline at risk")
 
 
+# Rules about a whole split group: their case belongs to every order of the
+# group (its trade and SKU), not only to the order it is filed under.
+GROUP_RULES = frozenset({Rule.SPLIT_ORDER, Rule.DUPLICATE_APPRAISAL_FEE, Rule.DUPLICATE_LOGISTICS_FEE})
+
+
 class Severity(models.TextChoices):
     MEDIUM = "medium", _("Medium")
     HIGH = "high", _("High")

@@ -3,6 +3,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders.filtersets import YES_NO
+from orders.models import Order
 from portal.filters import StyledFilterSet
 from portal.models import Organisation
 from risks.choices import CaseStatus, EscalationCategory, EscalationStatus, Rule, Severity
@@ -14,7 +15,7 @@ class CaseFilterSet(StyledFilterSet):
     status = django_filters.ChoiceFilter(choices=CaseStatus.choices, label=_("Status"))
     severity = django_filters.ChoiceFilter(choices=Severity.choices, label=_("Severity"))
     overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
-    order = django_filters.CharFilter(field_name="order__order_no", label=_("Order number"))
+    order = django_filters.CharFilter(method="filter_order", label=_("Order number"))
     owner = django_filters.ModelChoiceFilter(
         queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner")
     )
@@ -29,6 +30,13 @@ class CaseFilterSet(StyledFilterSet):
         self.filters["owner"].queryset = Organisation.objects.filter(pk__in=self.queryset.values("owner")).order_by(
             "code"
         )
+
+    def filter_order(self, queryset, name, value):
+        """Cases about an order the viewer may see: its own and its split group's."""
+        user = getattr(self.request, "user", None)
+        orders = Order.objects.visible_to(user) if user is not None else Order.objects.none()
+        order = orders.filter(order_no=value).first()
+        return queryset.about(order) if order is not None else queryset.none()
 
     def filter_overdue(self, queryset, name, value):
         live = queryset.live()

@@ -3,13 +3,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, When
 from django.utils.translation import gettext_lazy as _
 
 from orders.models import Order
 from portal.choices import OrganisationKind
 from portal.scoping import ScopedQuerySet
 from risks.choices import (
+    GROUP_RULES,
     LIVE_ESCALATIONS,
     LIVE_STATUSES,
     CaseEventKind,
@@ -22,6 +23,7 @@ from risks.choices import (
 )
 
 _live = Q(status__in=[s.value for s in LIVE_STATUSES])
+_group = Q(rule__in=sorted(GROUP_RULES))
 
 
 def _hours(label, default, help_text=""):
@@ -77,13 +79,48 @@ class RiskSettings(models.Model):
 
 
 class RiskCaseQuerySet(ScopedQuerySet):
-    """Cases about orders one may see: the case's order carries the scope."""
+    """Cases about orders one may see. An order's case is seen with its order;
+    a split group's case by every organisation with an order in the group
+    (each still sees only its own orders)."""
 
-    merchant_path = "order__merchant"
-    provider_path = "order__provider"
+    def visible_to_organisation(self, org):
+        sides = {OrganisationKind.MERCHANT: "merchant", OrganisationKind.PROVIDER: "provider"}
+        if org.kind == OrganisationKind.PLATFORM:
+            return self.all()
+        if org.kind not in sides:
+            return self.none()
+        side = sides[org.kind]
+        member = Order.objects.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"), **{side: org})
+        return self.filter(Q(**{f"order__{side}": org}) | (_group & Exists(member)))
 
     def live(self):
         return self.filter(_live)
+
+    def about(self, order):
+        """The cases about ``order``: its own, and its split group's."""
+        return self.filter(Q(order=order) | (_group & Q(trade_no=order.trade_no, sku=order.sku)))
+
+    def about_any(self, orders):
+        """The cases about any of ``orders`` (a page of a list), in one query."""
+        pairs = Q()
+        for order in orders:
+            pairs |= Q(trade_no=order.trade_no, sku=order.sku)
+        if not pairs:
+            return self.none()
+        return self.filter(Q(order__in=[o.pk for o in orders]) | (_group & pairs))
+
+    def shown_to(self, user):
+        """Annotate ``order_shown``: the order number to show ``user`` for each
+        case, the case's own order, or for a group case the first order of
+        the group that ``user`` may see (the case may be filed under an order
+        of another organisation)."""
+        visible = Order.objects.visible_to(user).filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
+        return self.annotate(
+            order_shown=Case(
+                When(_group, then=Subquery(visible.order_by("pk").values("order_no")[:1])),
+                default=F("order__order_no"),
+            )
+        )
 
 
 class RiskCase(models.Model):
@@ -133,6 +170,8 @@ class RiskCase(models.Model):
             models.Index(fields=["due_at"], condition=_live, name="case_live_due"),
             models.Index(fields=["rule", "subject", "fingerprint"], name="case_evidence"),
             models.Index(fields=["order", "status"], name="case_order_status"),
+            # A group's cases are found from any of its orders by trade and SKU.
+            models.Index(fields=["trade_no", "sku"], condition=_group, name="case_group"),
         ]
 
     def __str__(self):
@@ -144,7 +183,13 @@ class RiskCase(models.Model):
 
     @property
     def is_group_case(self) -> bool:
-        return self.subject.startswith("group:")
+        return self.rule in GROUP_RULES
+
+    def members(self):
+        """The orders this case is about: its order, or every order of its split group."""
+        if self.is_group_case:
+            return Order.objects.split_group(self.trade_no, self.sku)
+        return Order.objects.filter(pk=self.order_id)
 
 
 class CaseEvent(models.Model):

@@ -1,39 +1,75 @@
 """Risk cases that cannot wait for the next sweep: they open, close or
-escalate in the same transaction as the workflow step that caused them."""
+escalate in the same transaction as the workflow step that caused them.
+
+The sweep stays the safety net: what a step misses (a deadline applied
+set-wise, a threshold passing with no step at all), the next sweep finds.
+"""
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
-from orders.choices import ESCALATING_OUTCOMES, Action, VerifyOutcome
+from orders.choices import ESCALATING_OUTCOMES, TERMINAL_STATES, Action, VerifyOutcome
 from orders.models import Order
 from risks import cases, rules, sweep
-from risks.choices import EscalationCategory, Resolution, Rule
+from risks.choices import GROUP_RULES, EscalationCategory, Resolution, Rule
 from risks.models import RiskCase, RiskSettings
 
 OPEN_AT_ONCE = {Action.REPORT_BLOCKED: Rule.FLOW_BLOCKED, Action.OFFLINE_SHIPMENT: Rule.OFFLINE_SHIPMENT}
+# System notes are stored as their source text and translated when shown.
+CLEARED_BY_STEP = gettext_noop("A step on the order cleared the condition; the case closed with it.")
+FINISHED = gettext_noop("The order is finished; the case stays on record with the money that was at risk.")
 
 
 def on_step(order, event, actor):
-    """Called by the workflow after every step, inside its transaction."""
+    """Called by the workflow after every step, inside its transaction:
+
+    1. a step that is itself a risk (a blocked flow, an offline scan) opens its case;
+    2. a verification of a pending parcel answers (or escalates) its case;
+    3. every live case about the order whose condition the step removed
+       resolves now, not at the next sweep.
+    """
     rule = OPEN_AT_ONCE.get(event.action)
     if rule is not None:
         now = timezone.now()
         ctx = rules.Context.build(now, RiskSettings.current())
         hits = rules.RULES[rule](ctx, Order.objects.filter(pk=order.pk))
         sweep.open_hits(rule, hits, now)
-    elif event.action == Action.UNBLOCK:
-        _clear(order, Rule.FLOW_BLOCKED)
     elif event.action == Action.VERIFY_PENDING:
         _verified(order, event, actor)
+    if event.action != Action.CREATE:
+        # A verification answers (or escalates) its case itself: it is the
+        # person's answer, not a condition that went away.
+        _resolve_cleared(order, keep={Rule.PENDING_SIGN_IN} if event.action == Action.VERIFY_PENDING else set())
 
 
 def _live(order, rule):
     return RiskCase.objects.live().filter(rule=rule, subject=f"order:{order.pk}").select_related("order", "owner")
 
 
-def _clear(order, rule):
-    rows = list(_live(order, rule).values("pk", "rule", "subject", "fingerprint"))
-    sweep.resolve_rows(rows, Resolution.CONDITION_CLEARED, timezone.now())
+def _resolve_cleared(order, keep):
+    """Ask each rule with a live case about ``order`` whether it still holds,
+    for this order (or its split group) alone, and close the cases it does not
+    (those of the rules in ``keep`` aside)."""
+    live = list(
+        RiskCase.objects.live().about(order).exclude(rule__in=keep).values("pk", "rule", "subject", "fingerprint")
+    )
+    if not live:
+        return
+    now = timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    if any(row["rule"] in GROUP_RULES for row in live):
+        rules.only_group(ctx, order.trade_no, order.sku)
+    cleared = []
+    for row in live:
+        if row["rule"] in GROUP_RULES:
+            hits = rules.RULES[row["rule"]](ctx)
+        else:
+            hits = rules.RULES[row["rule"]](ctx, Order.objects.filter(pk=order.pk))
+        if row["subject"] not in {hit.subject for hit in hits}:
+            cleared.append(row)
+    why = FINISHED if order.state in TERMINAL_STATES else CLEARED_BY_STEP
+    sweep.resolve_rows(cleared, Resolution.CONDITION_CLEARED, now, why=why)
 
 
 def _verified(order, event, actor):

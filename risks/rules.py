@@ -170,8 +170,10 @@ def flow_blocked(ctx, orders=None) -> list[Hit]:
 
 
 def offline_shipment(ctx, orders=None) -> list[Hit]:
-    """Orders a carrier reported moving under a number that is not their online waybill."""
-    events = OrderEvent.objects.filter(action=Action.OFFLINE_SHIPMENT)
+    """Open orders a carrier reported moving under a number that is not their
+    online waybill. Once the order is finished its case closes, the loss (if
+    any) on record in the case."""
+    events = OrderEvent.objects.filter(action=Action.OFFLINE_SHIPMENT, order__state__in=_open_states)
     if orders is not None:
         events = events.filter(order__in=orders)
     rows = (
@@ -221,7 +223,7 @@ SELECT g.id, g.trade_no, g.sku, g.choice,
        MIN(o.provider_id) AS provider_id
 FROM orders_splitgroup g
 JOIN orders_order o ON o.trade_no = g.trade_no AND o.sku = g.sku
-WHERE g.closed_at IS NULL
+WHERE g.closed_at IS NULL {only}
 GROUP BY g.id, g.trade_no, g.sku, g.choice
 """
 
@@ -231,23 +233,36 @@ def group_rows(ctx) -> list[dict]:
     sweep (the three group rules share it). Groups whose orders are all
     finished are closed by the sweep and not read again."""
     if ctx.groups is None:
-        from django.db import connection
-
-        placeholders = ", ".join(["%s"] * len(_open_states))
-        with connection.cursor() as cursor:
-            cursor.execute(_GROUPS_SQL.format(open=placeholders), [str(s) for s in _open_states])
-            columns = [c[0] for c in cursor.description]
-            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-        providers = Organisation.objects.filter(pk__in={r["provider_id"] for r in rows})
-        fees = {
-            pk: (appraisal, logistics)
-            for pk, appraisal, logistics in providers.values_list("pk", "appraisal_fee", "logistics_fee")
-        }
-        for row in rows:
-            row["appraisal_fee"], row["logistics_fee"] = fees[row["provider_id"]]
-            row["total"] = Decimal(row["total"])
-        ctx.groups = rows
+        ctx.groups = _read_groups()
     return ctx.groups
+
+
+def only_group(ctx, trade_no, sku):
+    """Have the group rules of ``ctx`` read one split group only (a workflow
+    step asking about its own order's group)."""
+    ctx.groups = _read_groups((trade_no, sku))
+    return ctx
+
+
+def _read_groups(only=None) -> list[dict]:
+    from django.db import connection
+
+    sql = _GROUPS_SQL.format(
+        open=", ".join(["%s"] * len(_open_states)), only="AND g.trade_no = %s AND g.sku = %s" if only else ""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [str(s) for s in _open_states] + list(only or ()))
+        columns = [c[0] for c in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    providers = Organisation.objects.filter(pk__in={r["provider_id"] for r in rows})
+    fees = {
+        pk: (appraisal, logistics)
+        for pk, appraisal, logistics in providers.values_list("pk", "appraisal_fee", "logistics_fee")
+    }
+    for row in rows:
+        row["appraisal_fee"], row["logistics_fee"] = fees[row["provider_id"]]
+        row["total"] = Decimal(row["total"])
+    return rows
 
 
 def _group_hit(ctx, rule, g, *, severity, fingerprint, money) -> Hit:
@@ -332,12 +347,15 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
     if not groups:
         return []
     before = ctx.now - timedelta(hours=ctx.cfg.unconfirmable_hours)
+    # The clock runs from the appraisal, however many steps came after it.
+    appraised = OrderEvent.objects.filter(order=OuterRef("pk"), action=Action.APPRAISE).order_by("-seq")
     rows = (
         _base(orders)
         .filter(trade_no__in={trade_no for trade_no, _ in groups})
         .filter(appraisal_result=AppraisalResult.NOT_REQUIRED)
+        .annotate(appraised_at=Subquery(appraised.values("occurred_at")[:1]))
         .filter(
-            Q(state__in=[S.APPRAISED, S.INSPECTED, S.PACKED], waybill_no="", state_changed_at__lte=before)
+            Q(state__in=[S.APPRAISED, S.INSPECTED, S.PACKED], waybill_no="", appraised_at__lte=before)
             | Q(state=S.WAYBILL_PRINTED, waybill_printed_at__lte=before)
         )
         .values(*ORDER_FIELDS)

@@ -83,15 +83,19 @@ def _live_cases() -> dict:
     return found
 
 
-def resolve_rows(rows, resolution, now) -> int:
+def resolve_rows(rows, resolution, now, why=None) -> int:
     """Close live cases whose condition cleared (a conditional update: a case a
-    person or another sweep closed meanwhile is left alone)."""
+    person or another sweep closed meanwhile is left alone). ``why`` is the
+    note, as source text; by default the sweep's own."""
     done = 0
     # System notes are stored as their source text and translated when shown.
-    why = {
-        Resolution.CONDITION_CLEARED: gettext_noop("The condition cleared; the sweep closed the case."),
-        Resolution.SUPERSEDED: gettext_noop("The order moved on; a new case follows it."),
-    }[resolution]
+    why = (
+        why
+        or {
+            Resolution.CONDITION_CLEARED: gettext_noop("The condition cleared; the sweep closed the case."),
+            Resolution.SUPERSEDED: gettext_noop("The order moved on; a new case follows it."),
+        }[resolution]
+    )
     for start in range(0, len(rows), BATCH):
         ids = [row["pk"] for row in rows[start : start + BATCH]]
         with transaction.atomic():

@@ -9,12 +9,16 @@ from risks.models import Escalation, RiskCase
 
 
 class CaseTable(tables.Table):
+    """Cases from ``RiskCase.objects.shown_to(user)``: a split group's case names
+    an order of the group the viewer may see."""
+
     id = tables.Column(verbose_name="#", linkify=("risks:case", {"pk": tables.A("pk")}))
     rule = tables.Column(verbose_name=_("Rule"))
     order = tables.Column(
-        accessor="order__order_no",
+        accessor="order_shown",
         verbose_name=_("Order"),
-        linkify=("orders:detail", {"order_no": tables.A("order__order_no")}),
+        order_by="order__order_no",
+        linkify=("orders:detail", {"order_no": tables.A("order_shown")}),
     )
     owner = tables.Column(accessor="owner__name", verbose_name=_("Owner"), order_by="owner__code")
     severity = tables.Column(verbose_name=_("Severity"))

@@ -14,7 +14,7 @@ from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import OrganisationKind
 from risks import cases, escalations
-from risks.choices import LIVE_ESCALATIONS, Rule
+from risks.choices import LIVE_ESCALATIONS, CaseStatus, Rule
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
 from risks.forms import AcknowledgeForm, CloseForm, CommentForm, EscalateForm, ResolveForm, SplitChoiceForm
 from risks.models import Escalation, RiskCase
@@ -25,6 +25,19 @@ def _actor(request):
     return workflow.Actor.of_user(request.user, EventSource.WEB)
 
 
+def _refusals(forms, shown) -> list[str]:
+    """The reasons of refused forms the page no longer offers (the case or the
+    escalation moved on meanwhile), each field's named by its label, so that
+    they are shown at the top of the page instead of lost with their form."""
+    reasons = []
+    for key, form in forms.items():
+        if shown.get(key) or not getattr(form, "errors", None):
+            continue
+        reasons += form.non_field_errors()
+        reasons += [f"{field.label}: {error}" for field in form for error in field.errors]
+    return reasons
+
+
 def _paged(request, table):
     RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
     return table
@@ -33,18 +46,19 @@ def _paged(request, table):
 @login_required
 def case_list(request):
     """Risk cases about the orders in the user's scope."""
-    visible = RiskCase.objects.visible_to(request.user).select_related("order", "owner")
+    visible = RiskCase.objects.visible_to(request.user).shown_to(request.user).select_related("order", "owner")
     data = request.GET.copy()
     if "status" not in data:
         data["status"] = "open"
-    filterset = CaseFilterSet(data, visible)
+    filterset = CaseFilterSet(data, visible, request=request)
     rows = filterset.qs if filterset.is_valid() else visible.none()
     table = _paged(request, CaseTable(rows))
     return render(request, "risks/case_list.html", {"table": table, "filter": filterset})
 
 
 def _visible_case(request, pk):
-    return get_object_or_404(RiskCase.objects.visible_to(request.user).select_related("order", "owner"), pk=pk)
+    cases = RiskCase.objects.visible_to(request.user).shown_to(request.user).select_related("order", "owner")
+    return get_object_or_404(cases, pk=pk)
 
 
 @login_required
@@ -57,9 +71,13 @@ def case_detail(request, pk, forms=None):
     forms = forms or {}
     context = {
         "case": case,
+        # A split group's case may be filed under another organisation's
+        # order: show the viewer's own order of the group.
+        "case_order": Order.objects.visible_to(request.user).get(order_no=case.order_shown),
         "events": case.events.select_related("actor_user", "actor_organisation"),
         "escalations": case.escalations.all(),
         "may_act": may_act,
+        "may_acknowledge": may_act and case.status == CaseStatus.OPEN,
         "may_escalate": may_escalate,
         "acknowledge_form": forms.get("acknowledge", AcknowledgeForm()),
         "resolve_form": forms.get("resolve", ResolveForm()),
@@ -75,6 +93,13 @@ def case_detail(request, pk, forms=None):
             may_choose=org is not None and org.pk == case.order.merchant_id and case.is_live,
             choices=SplitChoice,
         )
+    shown = {
+        "acknowledge": context["may_acknowledge"],
+        "resolve": may_act,
+        "escalate": may_escalate,
+        "split": context.get("may_choose", False),
+    }
+    context["refusals"] = _refusals(forms, shown)
     status = 400 if any(f.errors for f in forms.values()) else 200
     return render(request, "risks/case_detail.html", context, status=status)
 
@@ -208,6 +233,8 @@ def escalation_detail(request, pk, forms=None):
         "order_actions": [(slug(a), ACTION_FORMS[a](prefix=slug(a)), Action(a).label) for a in order_actions],
         "action_error": forms.get("action_error"),
     }
+    shown = {"comment": True, "close": is_platform and live, "action_error": is_platform and live}
+    context["refusals"] = _refusals(forms, shown)
     status = 400 if any(getattr(f, "errors", None) for f in forms.values() if hasattr(f, "errors")) else 200
     return render(request, "risks/escalation_detail.html", context, status=status)
 

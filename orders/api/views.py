@@ -22,7 +22,7 @@ from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
 from orders.forms import slug
-from orders.models import Order
+from orders.models import Order, live_cases_of
 from portal.api import actor_for, error_body, idempotent
 from portal.api_auth import HasOrganisation
 from portal.choices import OrganisationKind
@@ -106,7 +106,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def retrieve(self, request, *args, **kwargs):
         order = self.get_object()
-        order.live_cases = list(order.cases.live().select_related("owner").order_by("due_at"))
+        order.live_cases = list(live_cases_of(order).shown_to(request.user))
         order._prefetched_objects_cache = {
             "events": order.events.select_related("actor_user", "actor_organisation").order_by("seq")
         }

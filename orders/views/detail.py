@@ -14,7 +14,7 @@ from orders.choices import Action, EventSource
 from orders.fees import group_fees
 from orders.filtersets import search
 from orders.forms import BY_SLUG, FORMS, slug
-from orders.models import Order
+from orders.models import Order, live_cases_of
 from orders.views.lists import organisation_of
 from portal.choices import OrganisationKind
 
@@ -53,7 +53,7 @@ def _detail_context(request, order, bound=None):
         "group": visible.split_group(order.trade_no, order.sku).order_by("pk"),
         "fees": group_fees(order.trade_no, order.sku),
         "forms": forms,
-        "cases": order.cases.live().select_related("owner").order_by("due_at"),
+        "cases": live_cases_of(order),
         "may_escalate": request.user.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER)
         and not order.is_terminal,
         "may_print_label": bool(order.waybill_no)

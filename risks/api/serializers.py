@@ -7,8 +7,14 @@ from risks.models import Escalation, RiskCase
 
 
 class CaseSerializer(serializers.ModelSerializer):
-    order = serializers.SlugRelatedField(slug_field="order_no", read_only=True)
+    order = serializers.SerializerMethodField(
+        help_text="The case's order; for a split group's case, the first order of the group the caller may see."
+    )
     owner = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    def get_order(self, case) -> str:
+        # Querysets annotated by ``shown_to`` name an order the caller may see.
+        return getattr(case, "order_shown", None) or case.order.order_no
 
     class Meta:
         model = RiskCase

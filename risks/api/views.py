@@ -38,7 +38,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     filterset_class = CaseFilterSet
 
     def get_queryset(self):
-        return RiskCase.objects.visible_to(self.request.user).select_related("order", "owner")
+        return (
+            RiskCase.objects.visible_to(self.request.user).shown_to(self.request.user).select_related("order", "owner")
+        )
 
 
 def object_action(*, name, tag, scoped, body, act, response, summary):
@@ -70,7 +72,9 @@ def case_action(name, body, act, summary):
     return object_action(
         name=name,
         tag="cases",
-        scoped=lambda request: RiskCase.objects.visible_to(request.user).select_related("order", "owner"),
+        scoped=lambda request: RiskCase.objects.visible_to(request.user)
+        .shown_to(request.user)
+        .select_related("order", "owner"),
         body=body,
         act=act,
         response=s.CaseSerializer,

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from orders import workflow
 from orders.choices import Action, AppraisalResult, OrderState, SplitChoice
-from orders.models import Order, SplitGroup
+from orders.models import Order, OrderEvent, SplitGroup
 from risks.choices import CaseStatus, EscalationStatus, Resolution, Rule, Severity
 from risks.models import RiskCase, RiskSettings
 from risks.sweep import run_sweep
@@ -72,10 +72,12 @@ def test_pending_sign_in_resolves_itself_when_the_parcel_is_signed_in(merchant_o
     run_sweep(now)
     case = live(Rule.PENDING_SIGN_IN).get()
     workflow.perform(order, Action.SIGN_IN, workflow.Actor.of_organisation(provider_org))
-    run_sweep(now)
+    # At once, in the sign-in's own transaction: no sweep in between.
     case.refresh_from_db()
     assert case.status == CaseStatus.RESOLVED and case.resolution == Resolution.CONDITION_CLEARED
-    assert case.events.last().kind == "resolved" and "condition cleared" in case.events.last().note
+    assert case.events.last().kind == "resolved" and "cleared the condition" in case.events.last().note
+    run_sweep(now)
+    assert not live(Rule.PENDING_SIGN_IN).exists()
 
 
 # --- flow_blocked ------------------------------------------------------------------
@@ -193,16 +195,34 @@ def test_duplicate_logistics_fee_unless_the_merchant_chose_b(merchant_org, provi
     assert not live(Rule.DUPLICATE_LOGISTICS_FEE).exists()
 
 
+def appraised_at(order, when):
+    """Move the recorded appraisal back in time, as if it happened then."""
+    OrderEvent.objects.filter(order=order, action=Action.APPRAISE).update(occurred_at=when)
+
+
+def test_unconfirmable_split_order_counts_from_the_appraisal_not_the_last_step(merchant_org, provider_org, now):
+    _first, extra = split(merchant_org, provider_org)
+    extra = advance(extra, S.APPRAISED, result=AppraisalResult.NOT_REQUIRED)
+    appraised_at(extra, now - 30 * HOUR)
+    # A later step without a waybill (inspected an hour ago) does not restart the clock.
+    extra = workflow.perform(extra, Action.INSPECT, workflow.Actor.of_organisation(provider_org))
+    backdate(extra, state_changed_at=now - HOUR)
+    run_sweep(now)
+    assert live(Rule.UNCONFIRMABLE_SPLIT_ORDER).get().order == extra
+
+
 @pytest.mark.parametrize("stop", [S.APPRAISED, S.WAYBILL_PRINTED])
 def test_unconfirmable_split_order_after_24_hours(merchant_org, provider_org, now, stop):
     _first, extra = split(merchant_org, provider_org)
     extra = advance(extra, stop, result=AppraisalResult.NOT_REQUIRED)
     changed = now - 24 * HOUR + MINUTE
     backdate(extra, state_changed_at=changed, waybill_printed_at=changed if extra.waybill_no else None)
+    appraised_at(extra, changed)
     run_sweep(now)
     assert not live(Rule.UNCONFIRMABLE_SPLIT_ORDER).exists()
     changed = now - 24 * HOUR - MINUTE
     backdate(extra, state_changed_at=changed, waybill_printed_at=changed if extra.waybill_no else None)
+    appraised_at(extra, changed)
     run_sweep(now)
     case = live(Rule.UNCONFIRMABLE_SPLIT_ORDER).get()
     assert case.order == extra and case.severity == Severity.HIGH and case.owner == provider_org
