@@ -118,3 +118,33 @@ class FeeKind(models.TextChoices):
 class SplitChoice(models.TextChoices):
     REFUND_AND_REBUY = "A", _("Refund and re-buy as normal orders")
     KEEP_NOT_REQUIRED = "B", _("Keep, no appraisal, every waybill picked up and delivered")
+
+
+# What each workflow parameter is called on screen, and the choices its stored
+# value is a code of (``None``: the value is shown as it was given, e.g. a note
+# a person typed). One entry per parameter ``orders.inputs`` accepts; the order
+# timeline and the escalation thread read it so no stored code reaches a reader.
+EVENT_PARAMETERS = {
+    "carrier": (_("Carrier"), None),
+    "tracking_no": (_("Tracking number"), None),
+    "status": (_("Carrier status"), ScanStatus),
+    "result": (_("Result"), AppraisalResult),
+    "stage": (_("Where the flow is blocked"), BlockedStage),
+    "outcome": (_("Outcome"), VerifyOutcome),
+    "reason": (_("Reason"), None),
+    "hours": (_("Hours"), None),
+    "note": (_("Note"), None),
+}
+
+
+def describe_parameters(params: dict) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for an event's stored parameters, in the active
+    language: codes become their labels, free text stays as given. A name
+    without a home is shown as it is rather than hidden."""
+    described = []
+    for name, value in params.items():
+        label, choices = EVENT_PARAMETERS.get(name, (name, None))
+        if choices is not None and value in choices.values:
+            value = choices(value).label
+        described.append((str(label), str(value)))
+    return described

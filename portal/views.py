@@ -103,7 +103,9 @@ def api_keys(request):
         _key, created = apikeys.issue(organisation, form.cleaned_data["name"], created_by=request.user)
         form = ApiKeyForm()
     keys = organisation.api_keys.select_related("created_by").order_by("revoked_at", "-created_at")
-    return render(request, "portal/api_keys.html", {"keys": keys, "form": form, "created": created})
+    # A refused name answers 400 with its reason beside the field.
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "portal/api_keys.html", {"keys": keys, "form": form, "created": created}, status=status)
 
 
 @login_required

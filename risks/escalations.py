@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors, workflow
-from orders.choices import Action
+from orders.choices import Action, describe_parameters
 from portal import notify
 from portal.choices import OrganisationKind
 from portal.models import NotificationKind
@@ -166,7 +166,8 @@ def act_on_order(escalation, actor, action, **params):
     with transaction.atomic():
         locked = _lock_live(escalation)
         order = workflow.perform(locked.order, action, actor, expected_version=None, **params)
-        detail = ", ".join(f"{k}: {v}" for k, v in params.items())
+        # The thread is read by people: parameters by their labels, never their names.
+        detail = ", ".join(f"{label}: {value}" for label, value in describe_parameters(params))
         _entry(locked, EntryKind.ACTION, actor, body=f"{Action(action).label}{' — ' + detail if detail else ''}")
     return order
 

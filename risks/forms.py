@@ -23,7 +23,13 @@ class EscalateForm(forms.Form):
 
 
 class SplitChoiceForm(forms.Form):
-    choice = forms.ChoiceField(label=_("Your choice"), choices=SplitChoice.choices, widget=forms.RadioSelect)
+    # The radios are drawn by hand on the case page; the message names the two options.
+    choice = forms.ChoiceField(
+        label=_("Your choice"),
+        choices=SplitChoice.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": _("Choose A or B."), "invalid_choice": _("Choose A or B.")},
+    )
 
 
 class CommentForm(forms.Form):

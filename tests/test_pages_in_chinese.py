@@ -13,9 +13,19 @@ import polib
 import pytest
 from django.urls import reverse
 
-from orders import worklists
-from orders.choices import OrderState
-from tests.factories import advance, new_order
+from orders import inputs, workflow, worklists
+from orders.choices import (
+    EVENT_PARAMETERS,
+    Action,
+    AppraisalResult,
+    BlockedStage,
+    EventSource,
+    OrderState,
+    ScanStatus,
+    VerifyOutcome,
+)
+from risks import cases
+from tests.factories import advance, new_order, platform_actor, scan
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 ENGLISH_RUN = re.compile(r"\b[A-Za-z]{3,}(?:[ ,'-]+[A-Za-z]{3,})+\b")
@@ -168,3 +178,116 @@ def test_a_person_switches_language_and_it_is_saved(client, merchant):
     assert response["Location"] == reverse("home")
     merchant.refresh_from_db()
     assert merchant.language == "en"
+
+
+# Every code an event can store as a parameter value, and every parameter name
+# the workflow accepts: none may reach a reader as it is stored.
+STORED_CODES = sorted(
+    {str(code) for kind in (AppraisalResult, BlockedStage, VerifyOutcome, ScanStatus) for code in kind.values}
+    | {name for names in inputs._PARAMS.values() for name in names}
+)
+RAW_CODE = re.compile(r"(?<![\w-])(?:{})(?![\w-])".format("|".join(map(re.escape, STORED_CODES))))
+
+
+def test_every_parameter_the_workflow_takes_has_a_label():
+    # Actions without their own list take an optional note.
+    taken = {name for names in inputs._PARAMS.values() for name in names} | {"note"}
+    assert taken - EVENT_PARAMETERS.keys() == set()
+
+
+def timeline_orders(merchant_org, provider_org):
+    """Orders whose timelines hold, between them, every event that carries parameters."""
+    provider = workflow.Actor.of_organisation(provider_org, EventSource.API)
+    platform = platform_actor()
+    title = {"item_title": "手袋", "buyer_name": "王小明", "buyer_address": "上海市浦东新区"}
+
+    # Shipped and delivered to the provider by scan, verified still in transit,
+    # signed in, blocked at packing and unblocked, the deadline extended, then
+    # appraised pass, picked up and delivered by scans, and finally scanned
+    # under a number that is not its waybill (an offline shipment).
+    passed = advance(new_order(merchant_org, provider_org, **title), OrderState.ARRIVED)
+    passed = workflow.perform(
+        passed, Action.VERIFY_PENDING, provider, outcome=VerifyOutcome.STILL_IN_TRANSIT, note="快递显示在途"
+    )
+    passed = workflow.perform(passed, Action.SIGN_IN, provider)
+    passed = workflow.perform(passed, Action.REPORT_BLOCKED, provider, stage=BlockedStage.PACKING, reason="打包台故障")
+    passed = workflow.perform(passed, Action.UNBLOCK, platform, note="已修复")
+    passed = workflow.perform(passed, Action.EXTEND_DEADLINE, platform, hours=24, note="买家同意延长")
+    passed = advance(passed, OrderState.DELIVERED, result=AppraisalResult.PASS)
+    scan("YT1234567890", ScanStatus.PICKED_UP, order_no=passed.order_no, carrier_name="圆通")
+
+    # Signed in by the platform on the provider's behalf, then appraised fail.
+    failed = advance(new_order(merchant_org, provider_org, **title), OrderState.ARRIVED)
+    failed = workflow.perform(failed, Action.SIGN_IN_ON_BEHALF, platform, note="服务商系统无法签收")
+    failed = workflow.perform(failed, Action.APPRAISE, provider, result=AppraisalResult.FAIL)
+    # No appraisal needed, then refunded by the platform.
+    spared = advance(new_order(merchant_org, provider_org, **title), OrderState.SIGNED_IN)
+    spared = workflow.perform(spared, Action.APPRAISE, provider, result=AppraisalResult.NOT_REQUIRED, note="同款已鉴定")
+    spared = workflow.perform(spared, Action.REFUND, platform, reason="买家申请退款")
+    return passed, failed, spared
+
+
+def test_the_order_timeline_in_chinese_shows_no_stored_code(client, chinese, merchant_org, provider_org):
+    passed, failed, spared = timeline_orders(merchant_org, provider_org)
+    shown = {
+        passed: [
+            "核实结果: 商品在途，尚未送达",
+            "备注: 快递显示在途",
+            "异常环节: 无法打包",
+            "原因: 打包台故障",
+            "备注: 已修复",
+            "小时数: 24",
+            "鉴定结果: 鉴定通过",
+            "快递公司: 圆通",
+            "物流状态: 已揽收",
+        ],
+        failed: ["备注: 服务商系统无法签收", "鉴定结果: 鉴定不通过"],
+        spared: ["鉴定结果: 无需鉴定", "备注: 同款已鉴定", "原因: 买家申请退款"],
+    }
+    fragments = english_fragments()
+    kinds = set()
+    client.force_login(chinese["operator"])
+    for order, expected in shown.items():
+        kinds |= {e.action for e in order.events.all() if e.payload.get("params")}
+        response = client.get(reverse("orders:detail", args=[order.order_no]))
+        assert response.status_code == 200
+        timeline = visible_text(re.search(r'<ol[^>]*id="timeline".*?</ol>', response.content.decode(), re.S)[0])
+        assert RAW_CODE.findall(visible_text(response.content.decode())) == [], (order.order_no, timeline)
+        assert ENGLISH_RUN.findall(timeline) == [], timeline
+        assert sorted(f for f in fragments if f in timeline) == [], timeline
+        for words in expected:
+            assert words in timeline, (words, timeline)
+    # Between them the orders above hold every action that takes parameters
+    # (the others take an optional note, as unblock does above).
+    assert kinds >= {a for a, names in inputs._PARAMS.items() if names} | {Action.UNBLOCK}
+
+
+def test_an_operator_step_in_the_escalation_thread_reads_in_chinese(client, chinese, merchant_org, provider_org):
+    order = advance(new_order(merchant_org, provider_org, item_title="手袋"), OrderState.OUTBOUND)
+    escalation = cases.escalate_order(order, workflow.Actor.of_organisation(merchant_org), "包裹卡在中转站")
+    client.force_login(chinese["operator"])
+    client.post(
+        reverse("risks:escalation-act", args=[escalation.pk, "extend-deadline"]),
+        {"extend-deadline-hours": "24", "extend-deadline-note": "买家同意延长"},
+    )
+    thread = client.get(reverse("risks:escalation", args=[escalation.pk])).content.decode()
+    thread = visible_text(re.search(r'<ol[^>]*id="thread".*?</ol>', thread, re.S)[0])
+    assert "延长收货 — 小时数: 24, 备注: 买家同意延长" in thread, thread
+    assert RAW_CODE.findall(thread) == []
+
+
+def test_the_merchants_split_choice_reads_in_chinese(client, chinese, merchant_org, provider_org):
+    for _ in range(2):
+        advance(new_order(merchant_org, provider_org, trade_no="T-SPLIT", item_title="手袋"), OrderState.SIGNED_IN)
+    from risks.models import RiskCase
+    from risks.sweep import run_sweep
+
+    run_sweep()
+    case = RiskCase.objects.get(rule="split_order")
+    client.force_login(chinese["merchant"])
+    client.post(reverse("risks:case-split-choice", args=[case.pk]), {"choice": "B"})
+    for persona in ("merchant", "provider"):
+        client.force_login(chinese[persona])
+        text = visible_text(client.get(reverse("risks:case", args=[case.pk])).content.decode())
+        assert "B — 保留订单，选择无需鉴定，面单均需揽收签收，商家承担物流费" in text, text
+        assert ENGLISH_RUN.findall(text) == [], text

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.html import json_script
 from django.utils.translation import gettext as _
 
-from orders.choices import OPEN_STATES, OrderState
+from orders.choices import OPEN_STATES, OrderState, describe_parameters
 
 register = template.Library()
 
@@ -104,6 +104,13 @@ def choice_label(value, kind) -> str:
         return str(choices(value).label)
     except ValueError:
         return str(value)
+
+
+@register.filter
+def event_parameters(event) -> list[tuple[str, str]]:
+    """An order event's parameters as ``(label, value)`` pairs in the reader's
+    language: ``{% for label, value in event|event_parameters %}``."""
+    return describe_parameters(event.payload.get("params") or {})
 
 
 @register.filter
