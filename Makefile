@@ -9,6 +9,8 @@ export PORTAL_BIND ?= 127.0.0.1:8000
 export WEB_CONCURRENCY ?= 2
 export WORKER_CONCURRENCY ?= 2
 DEMO_ORDERS ?= 300
+# The demo logins go next to the database, under VAR_DIR like settings.py.
+DEMO_CREDENTIALS ?= $(or $(VAR_DIR),var)/demo-credentials.json
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format messages clean
@@ -28,11 +30,9 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 
 run: $(VENV)/.run-installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --orders $(DEMO_ORDERS) --credentials var/demo-credentials.json
-	@echo ""
-	@echo "  Appraisal Portal: http://$(PORTAL_BIND)/   (logins above; Ctrl-C stops everything)"
-	@echo ""
-	$(BIN)/honcho start -f Procfile
+	$(BIN)/python manage.py seed_demo --orders $(DEMO_ORDERS) --credentials $(DEMO_CREDENTIALS)
+	@# web, the two workers and beat; the URL and logins are printed once all are up.
+	@$(BIN)/python bin/run-portal --credentials $(DEMO_CREDENTIALS)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

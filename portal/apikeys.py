@@ -31,12 +31,37 @@ def issue(organisation, name: str, created_by=None) -> tuple[ApiKey, str]:
     return key, raw
 
 
-def check(raw: str) -> ApiKey | None:
-    """The active key ``raw`` is, or ``None``."""
+def _prefix_of(raw: str) -> str | None:
+    """The public prefix of a key in the ``apk_<prefix>_<secret>`` form, or ``None``."""
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != ApiKey.PREFIX_LENGTH:
         return None
-    key = ApiKey.objects.active().select_related("organisation").filter(prefix=parts[1]).first()
+    return parts[1]
+
+
+def install(organisation, name: str, raw: str) -> ApiKey:
+    """Store ``raw``, a key made outside this module, as an active key of
+    ``organisation``, restoring it if it was revoked.
+
+    The demo derives its keys from a known secret so that they stay the same
+    from one run to the next; a real integration's key comes from ``issue``.
+    """
+    prefix = _prefix_of(raw)
+    if prefix is None or not raw.split("_", 2)[2]:
+        raise ValueError(f"an API key looks like {KEY_PREFIX}_<prefix>_<secret>")
+    key, _created = ApiKey.objects.update_or_create(
+        prefix=prefix,
+        defaults={"organisation": organisation, "name": name, "key_hash": _digest(raw), "revoked_at": None},
+    )
+    return key
+
+
+def check(raw: str) -> ApiKey | None:
+    """The active key ``raw`` is, or ``None``."""
+    prefix = _prefix_of(raw)
+    if prefix is None:
+        return None
+    key = ApiKey.objects.active().select_related("organisation").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.key_hash, _digest(raw)):
         return None
     if not key.organisation.is_active:

@@ -5,15 +5,26 @@ back-dated times, exactly as its merchant, provider, carrier and operator
 would have moved it, so its event log, fees and scans are real. Running it
 again changes nothing that exists: organisations and people are updated in
 place (passwords reset to the demo ones), orders already there are skipped.
+
+The API keys and the carrier's signing secret are derived from one demo
+secret (``DEMO_SECRET``, with a fixed default), so they are the same on every
+run and on every machine: a key copied from the last run keeps working.
 """
 
+import base64
+import contextlib
+import hashlib
+import hmac
 import random
-import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from orders import carrier, workflow
@@ -21,7 +32,8 @@ from orders.choices import Action, AppraisalResult, BlockedStage, EventSource, O
 from orders.models import Order
 from portal import apikeys
 from portal.choices import OrganisationKind
-from portal.models import CarrierIntegration, Organisation, User
+from portal.env import env_str
+from portal.models import ApiKey, CarrierIntegration, Organisation, User
 
 S = OrderState
 ORGANISATIONS = [
@@ -91,6 +103,13 @@ PATH = [
     (Action.CONFIRM, S.COMPLETED),
 ]
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
+# Public on purpose, like the demo passwords: set DEMO_SECRET for a demo that
+# others can reach.
+DEFAULT_DEMO_SECRET = "appraisal-portal-demo"
+# Orders written per transaction: one commit per order was most of the
+# seeding time, one commit for thousands would hold SQLite's write lock
+# longer than a running web server or worker is willing to wait.
+ORDERS_PER_TRANSACTION = 100
 
 
 @dataclass
@@ -102,6 +121,43 @@ class Cast:
 
 def password_for(username: str) -> str:
     return f"{username}{DEMO_PASSWORD_SUFFIX}"
+
+
+def demo_secret() -> str:
+    """The secret the demo keys are derived from: ``DEMO_SECRET`` or the default."""
+    secret = env_str("DEMO_SECRET", DEFAULT_DEMO_SECRET).strip()
+    if not secret:
+        raise ImproperlyConfigured("DEMO_SECRET must not be empty; unset it for the default")
+    return secret
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+def demo_key(secret: str, code: str) -> str:
+    """The demo API key of organisation ``code``, in ``portal.apikeys``' format."""
+    prefix = _derive(secret, f"api-key-prefix:{code}").hex()[: ApiKey.PREFIX_LENGTH]
+    body = base64.urlsafe_b64encode(_derive(secret, f"api-key:{code}")).rstrip(b"=").decode()
+    return f"{apikeys.KEY_PREFIX}_{prefix}_{body}"
+
+
+def demo_carrier_secret(secret: str) -> str:
+    """The demo carrier's webhook signing secret."""
+    return _derive(secret, "carrier-webhook").hex()
+
+
+@contextlib.contextmanager
+def bulk_mode():
+    """Settings for writing many orders at once.
+
+    With DEBUG on every query is kept in memory and, on SQLite, its
+    parameters are quoted by one more query: about half the seeding time.
+    Each commit would also ask a worker to send notifications; the caller
+    asks once at the end instead (``portal.notify.kick``).
+    """
+    with override_settings(DEBUG=False, NOTIFY_ENQUEUE=False):
+        yield
 
 
 def seed_people() -> list[dict]:
@@ -118,6 +174,16 @@ def seed_people() -> list[dict]:
                 "is_active": True,
             },
         )
+    # Each hash takes a quarter of a second by design; the hashing releases
+    # the GIL, so the eight of them run side by side.
+    with ThreadPoolExecutor() as pool:
+        hashes = dict(
+            zip(
+                [p[0] for p in PEOPLE],
+                pool.map(lambda person: make_password(password_for(person[0])), PEOPLE),
+                strict=True,
+            )
+        )
     logins = []
     for username, code, superuser, language in PEOPLE:
         user, _ = User.objects.get_or_create(username=username, defaults={"organisation": orgs[code]})
@@ -126,7 +192,7 @@ def seed_people() -> list[dict]:
         user.is_active = True
         user.language = language
         user.email = f"{username}@demo.invalid"
-        user.set_password(password_for(username))
+        user.password = hashes[username]
         user.save()
         logins.append(
             {"username": username, "password": password_for(username), "organisation": code, "kind": orgs[code].kind}
@@ -138,21 +204,24 @@ DEMO_KEY_NAME = "demo key"
 DEMO_CARRIER = "demo-carrier"
 
 
-def seed_keys() -> dict:
-    """A fresh API key for every demo organisation (the previous demo keys are revoked)."""
+def seed_keys(secret: str) -> dict:
+    """The API key of every demo organisation, derived from ``secret``: the
+    same on every run. Other demo keys (of another secret, or the random ones
+    earlier versions made) are revoked."""
     keys = {}
     for code, *_ in ORGANISATIONS:
         org = Organisation.objects.get(code=code)
-        for old in org.api_keys.active().filter(name=DEMO_KEY_NAME):
+        keys[code] = demo_key(secret, code)
+        kept = apikeys.install(org, DEMO_KEY_NAME, keys[code])
+        for old in org.api_keys.active().filter(name=DEMO_KEY_NAME).exclude(pk=kept.pk):
             apikeys.revoke(old)
-        keys[code] = apikeys.issue(org, DEMO_KEY_NAME)[1]
     return keys
 
 
-def seed_carrier() -> str:
-    """The demo carrier integration's signing secret (made once, then kept)."""
-    integration, _ = CarrierIntegration.objects.get_or_create(
-        name=DEMO_CARRIER, defaults={"secret": secrets.token_hex(32)}
+def seed_carrier(secret: str) -> str:
+    """The demo carrier integration's signing secret, derived from ``secret``."""
+    integration, _ = CarrierIntegration.objects.update_or_create(
+        name=DEMO_CARRIER, defaults={"secret": demo_carrier_secret(secret), "carrier_codes": "SF", "is_active": True}
     )
     return integration.secret
 
@@ -163,53 +232,61 @@ def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:
     rng = random.Random(seed)
     cast = Cast(
         operator=User.objects.get(username="operator"),
-        merchants={u.organisation.code: u for u in User.objects.filter(username__in=["merchant1", "merchant2"])},
-        providers={u.organisation.code: u for u in User.objects.filter(username__in=["provider1", "provider2"])},
+        merchants={u.organisation_id: u for u in User.objects.filter(username__in=["merchant1", "merchant2"])},
+        providers={u.organisation_id: u for u in User.objects.filter(username__in=["provider1", "provider2"])},
     )
     orgs = {o.code: o for o in Organisation.objects.all()}
     platform = workflow.Actor.of_organisation(orgs["PLATFORM"], EventSource.PLATFORM)
     existing = set(Order.objects.filter(order_no__startswith="DEMO-").values_list("order_no", flat=True))
     targets = [t for t, weight in TARGETS for _ in range(weight)]
     created = number = 0
-    while number < count:
-        target = rng.choice(targets)
-        size = rng.choice([2, 3]) if target == "split" else 1
-        size = min(size, count - number)
-        plan = _plan(rng, now, target)
-        merchant = rng.choice(["M-DEMO-1", "M-DEMO-2"])
-        provider = rng.choice(["P-DEMO-1", "P-DEMO-2"])
-        sku, title, price = rng.choice(ITEMS)
-        buyer = rng.choice(BUYERS)
-        trade_no = f"T{now:%Y}{seed}{number + 1:06d}"
-        for member in range(size):
-            number += 1
-            order_no = f"DEMO-{number:05d}"
-            if order_no in existing:
-                continue
-            with transaction.atomic():
-                order = workflow.create_order(
-                    platform,
-                    order_no=order_no,
-                    trade_no=trade_no,
-                    merchant=orgs[merchant],
-                    provider=orgs[provider],
-                    sku=sku,
-                    item_title=title,
-                    quantity=1,
-                    amount=Decimal(price),
-                    buyer_name=buyer[0],
-                    buyer_phone=buyer[1],
-                    buyer_address=buyer[2],
-                    paid_at=plan["paid_at"],
-                    auto_confirm_at=plan["deadline"],
-                )
-                member_plan = dict(plan)
-                if size > 1 and member > 0:
-                    # The extra orders of a split group: no appraisal needed,
-                    # some still without a waybill (they can never confirm).
-                    member_plan.update(result=AppraisalResult.NOT_REQUIRED, stop=rng.choice([S.APPRAISED, S.DELIVERED]))
-                _drive(order, member_plan, cast, rng)
-            created += 1
+    batch_end = 0
+    with contextlib.ExitStack() as batch:  # an error rolls back the open batch only
+        while number < count:
+            if number >= batch_end:
+                batch.close()
+                batch.enter_context(transaction.atomic())
+                batch_end = number + ORDERS_PER_TRANSACTION
+            target = rng.choice(targets)
+            size = rng.choice([2, 3]) if target == "split" else 1
+            size = min(size, count - number)
+            plan = _plan(rng, now, target)
+            merchant = rng.choice(["M-DEMO-1", "M-DEMO-2"])
+            provider = rng.choice(["P-DEMO-1", "P-DEMO-2"])
+            sku, title, price = rng.choice(ITEMS)
+            buyer = rng.choice(BUYERS)
+            trade_no = f"T{now:%Y}{seed}{number + 1:06d}"
+            for member in range(size):
+                number += 1
+                order_no = f"DEMO-{number:05d}"
+                if order_no in existing:
+                    continue
+                with transaction.atomic():  # an order that fails leaves nothing behind
+                    order = workflow.create_order(
+                        platform,
+                        order_no=order_no,
+                        trade_no=trade_no,
+                        merchant=orgs[merchant],
+                        provider=orgs[provider],
+                        sku=sku,
+                        item_title=title,
+                        quantity=1,
+                        amount=Decimal(price),
+                        buyer_name=buyer[0],
+                        buyer_phone=buyer[1],
+                        buyer_address=buyer[2],
+                        paid_at=plan["paid_at"],
+                        auto_confirm_at=plan["deadline"],
+                    )
+                    member_plan = dict(plan)
+                    if size > 1 and member > 0:
+                        # The extra orders of a split group: no appraisal needed,
+                        # some still without a waybill (they can never confirm).
+                        member_plan.update(
+                            result=AppraisalResult.NOT_REQUIRED, stop=rng.choice([S.APPRAISED, S.DELIVERED])
+                        )
+                    _drive(order, member_plan, cast, rng)
+                created += 1
     return created
 
 
@@ -272,8 +349,8 @@ def _drive(order, plan, cast, rng):
         end = min(end, plan["deadline"] - timedelta(hours=2))
     span = max((end - plan["paid_at"]).total_seconds(), 60)
     times = sorted(plan["paid_at"] + timedelta(seconds=rng.uniform(0.05, 1) * span) for _ in steps)
-    merchant = workflow.Actor.of_user(cast.merchants[order.merchant.code])
-    provider = workflow.Actor.of_user(cast.providers[order.provider.code])
+    merchant = workflow.Actor.of_user(cast.merchants[order.merchant_id])
+    provider = workflow.Actor.of_user(cast.providers[order.provider_id])
     operator = workflow.Actor.of_user(cast.operator)
     for (action, reached), when in zip(steps, times, strict=True):
         if reached == S.DELIVERED and plan["result"] == AppraisalResult.FAIL:

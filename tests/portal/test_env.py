@@ -54,11 +54,13 @@ def test_urls_must_use_an_expected_scheme(monkeypatch):
 
 
 def _manage(*args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    """Run manage.py with ``env`` on top of a clean environment; a value of ``None`` unsets the variable."""
+    drop = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", *(k for k, v in env.items() if v is None)}
+    clean = {k: v for k, v in os.environ.items() if k not in drop}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**clean, **env},
+        env={**clean, **{k: v for k, v in env.items() if v is not None}},
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,3 +85,27 @@ def test_production_mode_passes_the_deployment_checklist():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [("127.0.0.1:8123", "http://127.0.0.1:8123"), ("0.0.0.0:8124", "http://127.0.0.1:8124")],
+)
+def test_links_in_emails_follow_the_bind_address_when_site_url_is_unset(bind, expected):
+    result = _manage(
+        "shell", "-c", "from django.conf import settings; print(settings.SITE_URL)", PORTAL_BIND=bind, SITE_URL=None
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_site_url_wins_over_the_bind_address():
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SITE_URL)",
+        PORTAL_BIND="127.0.0.1:8123",
+        SITE_URL="https://portal.example.com/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "https://portal.example.com"

@@ -1,14 +1,16 @@
 import json
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from portal import demo
+from portal import demo, notify
+from risks.sweep import run_sweep
 
 
 class Command(BaseCommand):
-    help = "Create or refresh the demo organisations, logins and orders (idempotent)."
+    help = "Create or refresh the demo organisations, logins and orders (idempotent), then run a risk sweep."
 
     def add_arguments(self, parser):
         parser.add_argument("--orders", type=int, default=300, help="how many demo orders (default 300; 0 for none)")
@@ -17,16 +19,26 @@ class Command(BaseCommand):
     def handle(self, *args, orders, credentials, **options):
         if orders < 0:
             raise CommandError("--orders must be 0 or more")
+        try:
+            secret = demo.demo_secret()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         with transaction.atomic():
             logins = demo.seed_people()
-            keys = demo.seed_keys()
-            secret = demo.seed_carrier()
-        created = demo.seed_orders(orders) if orders else 0
-        data = {"users": logins, "api_keys": keys, "carrier_webhook_secret": secret}
+            keys = demo.seed_keys(secret)
+            carrier_secret = demo.seed_carrier(secret)
+        with demo.bulk_mode():
+            created = demo.seed_orders(orders) if orders else 0
+            # Without it the cases, escalations and inbox stay empty until
+            # beat's first sweep, minutes after a newcomer first looks.
+            summary = run_sweep()
+        notify.kick()
+        data = {"users": logins, "api_keys": keys, "carrier_webhook_secret": carrier_secret}
         if credentials:
             credentials.parent.mkdir(parents=True, exist_ok=True)
             credentials.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         self.stdout.write(f"Demo data ready: {created} new orders ({orders} asked for).")
+        self.stdout.write(f"Risk sweep: {summary.line()}.")
         self.stdout.write("Logins (username / password, organisation):")
         for login in logins:
             self.stdout.write(
@@ -35,6 +47,8 @@ class Command(BaseCommand):
         self.stdout.write("API keys (Authorization: Token <key>):")
         for code, key in keys.items():
             self.stdout.write(f"  {code:<14} {key}")
-        self.stdout.write(f"Carrier webhook secret: {secret}")
+        self.stdout.write(f"Carrier webhook secret: {carrier_secret}")
+        shown = "the default" if secret == demo.DEFAULT_DEMO_SECRET else "from the environment"
+        self.stdout.write(f"The keys and the webhook secret derive from DEMO_SECRET={secret} ({shown}).")
         if credentials:
             self.stdout.write(f"Written to {credentials}")
