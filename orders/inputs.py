@@ -30,7 +30,14 @@ msg_unknown = _("Unknown field(s): %(names)s.")
 msg_unknown_action = _("Unknown action “%(action)s”.")
 msg_aware = _("The time must carry a time zone offset.")
 
+msg_identifier = _("Use 1 to 64 letters, digits, dots, dashes or underscores, not starting with a dot.")
+
 _TRACKING_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
+# Order, trade and SKU numbers are path segments of addresses (/orders/<order_no>/,
+# /split-groups/<trade_no>/<sku>/): a slash, "..", a space or a control
+# character would make the record impossible to address.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -51,6 +58,11 @@ def clean_text(params, name, *, required, max_length=MAX_TEXT, label=None):
     return value
 
 
+def is_identifier(value) -> bool:
+    """Whether ``value`` may be an order, trade or SKU number (``IDENTIFIER_PATTERN``)."""
+    return isinstance(value, str) and bool(_IDENTIFIER_RE.fullmatch(value))
+
+
 def _clean_tracking(params, name="tracking_no"):
     value = clean_text(params, name, required=True, max_length=64)
     if not _TRACKING_RE.match(value):
@@ -68,7 +80,8 @@ def _clean_choice(params, name, choices):
 def _clean_hours(params):
     value = params.get("hours")
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
+        # ASCII digits only, and few of them: int() refuses "²" and 5,000 digits.
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):
             value = int(value.strip())
         else:
             raise errors.InvalidInput(msg_hours, field="hours", max=MAX_EXTENSION_HOURS)
@@ -158,3 +171,17 @@ def clean_time(occurred_at) -> datetime.datetime:
         return sane_time(occurred_at)
     except ValueError:
         raise errors.InvalidInput(msg_time_range, field="occurred_at") from None
+
+
+# A carrier's clock may run a little ahead of ours; a scan dated further ahead
+# is a mistake (or a forgery) that would sort after every real one.
+MAX_SCAN_AHEAD = datetime.timedelta(days=1)
+msg_scan_ahead = _("A scan cannot be dated more than a day in the future.")
+
+
+def clean_scan_time(occurred_at) -> datetime.datetime:
+    """A carrier scan's time: ``clean_time``, and no more than ``MAX_SCAN_AHEAD`` past now."""
+    occurred_at = clean_time(occurred_at)
+    if occurred_at > timezone.now() + MAX_SCAN_AHEAD:
+        raise errors.InvalidInput(msg_scan_ahead, field="occurred_at")
+    return occurred_at

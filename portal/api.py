@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -22,6 +23,7 @@ from orders import workflow
 from orders.choices import EventSource
 from portal.api_auth import KeyPrincipal
 from portal.models import IdempotencyRecord
+from portal.parsers import max_body_bytes
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -81,7 +83,9 @@ def exception_handler(exc, context):
             return Response(error_body(exc.code, exc.message), status=status.HTTP_403_FORBIDDEN)
         fields = getattr(exc, "fields", None) or None
         return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = exceptions.ParseError(_("The body is larger than %(max)s bytes.") % {"max": max_body_bytes()})
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

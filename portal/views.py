@@ -12,7 +12,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import defaults
 from django.views.decorators.http import require_POST
-from django_tables2 import LazyPaginator, RequestConfig
 
 from orders import worklists
 from orders.choices import OPEN_STATES, OrderState
@@ -21,6 +20,7 @@ from orders.tables import OrderTable
 from portal import apikeys
 from portal.choices import OrganisationKind
 from portal.models import ApiKey
+from portal.paging import paginate
 
 AT_RISK_HOURS = 48
 
@@ -62,7 +62,7 @@ def operator_home(request):
     at_risk = orders.filter(state__in=sorted(OPEN_STATES - {OrderState.DELIVERED}), auto_confirm_at__lte=soon)
     counts = dict(orders.values_list("state").annotate(n=Count("pk")).order_by())
     table = OrderTable(at_risk.for_lists().order_by("auto_confirm_at"), exclude=["select"])
-    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
+    paginate(request, table)
     return render(
         request,
         "portal/operator_home.html",

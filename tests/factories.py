@@ -126,3 +126,24 @@ def scan(tracking_no, status, *, occurred_at=None, order_no="", carrier_name="SF
         order_no=order_no,
     )
     return record
+
+
+def order_body(now=None, **overrides):
+    """The body of ``POST /api/v1/orders/`` for the conftest personas' organisations.
+
+    Pass the same ``now`` to get the same body twice (a repeat of a creation)."""
+    now = now or timezone.now().replace(microsecond=0)
+    data = {
+        "order_no": "API-1",
+        "trade_no": "T-API-1",
+        "merchant": "M-1",
+        "provider": "P-1",
+        "sku": "SKU-9",
+        "item_title": "Rolex Submariner",
+        "quantity": 1,
+        "amount": "68500.00",
+        "paid_at": (now - timedelta(hours=1)).isoformat(),
+        "auto_confirm_at": (now + timedelta(days=10)).isoformat(),
+    }
+    data.update(overrides)
+    return data

@@ -1,12 +1,21 @@
 import re
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
-from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT, msg_time_range, sane_time
+from orders.inputs import (
+    IDENTIFIER_PATTERN,
+    MAX_EXTENSION_HOURS,
+    MAX_TEXT,
+    is_identifier,
+    msg_identifier,
+    msg_time_range,
+    sane_time,
+)
 from orders.models import Order, OrderEvent, mask_buyer
 from portal.choices import OrganisationKind
 from portal.models import Organisation
@@ -46,6 +55,22 @@ class StrictSerializer(serializers.Serializer):
 
 def text(max_length=MAX_TEXT, required=True, **kwargs):
     return serializers.CharField(max_length=max_length, required=required, allow_blank=not required, **kwargs)
+
+
+class IdentifierField(serializers.CharField):
+    """An order, trade or SKU number: a usable path segment (``orders.inputs.IDENTIFIER_PATTERN``)."""
+
+    default_error_messages = {"identifier": msg_identifier}
+
+    def __init__(self, **kwargs):
+        # The validator puts the pattern in the schema; the check below is the one that decides.
+        super().__init__(max_length=64, validators=[RegexValidator(IDENTIFIER_PATTERN, msg_identifier)], **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not is_identifier(value):
+            self.fail("identifier")
+        return value
 
 
 class OrganisationCodeField(serializers.SlugRelatedField):
@@ -159,11 +184,11 @@ class OrderDetailSerializer(OrderSerializer):
 
 
 class OrderCreateSerializer(StrictSerializer):
-    order_no = text(64)
-    trade_no = text(64)
+    order_no = IdentifierField()
+    trade_no = IdentifierField()
     merchant = OrganisationCodeField(OrganisationKind.MERCHANT)
     provider = OrganisationCodeField(OrganisationKind.PROVIDER)
-    sku = text(64)
+    sku = IdentifierField()
     item_title = text(300)
     quantity = serializers.IntegerField(min_value=1, max_value=100000)
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"), max_value=MAX_AMOUNT)

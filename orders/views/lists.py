@@ -10,7 +10,6 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
-from django_tables2 import LazyPaginator, RequestConfig
 
 from orders import stations, worklists
 from orders.choices import Action
@@ -19,8 +18,8 @@ from orders.filtersets import OrderFilterSet
 from orders.models import Order
 from orders.tables import OrderTable
 from portal.choices import OrganisationKind
+from portal.paging import PER_PAGE_CHOICES, paginate, per_page_of
 
-PER_PAGE_CHOICES = (10, 25, 50, 100)
 BULK_LIMIT = 500
 # Lists say how many orders they hold up to this many, and "more than" past it,
 # so a list over a million orders never counts them all.
@@ -31,14 +30,6 @@ BULK_RESULTS = "bulk-results"
 
 def organisation_of(request):
     return request.user.organisation if request.user.organisation_id else None
-
-
-def _per_page(request):
-    try:
-        value = int(request.GET.get("per_page", 25))
-    except ValueError:
-        return 25
-    return value if value in PER_PAGE_CHOICES else 25
 
 
 def _filtered(request, queryset, data, omit):
@@ -60,7 +51,7 @@ def _order_list(request, queryset, *, template, context, filename, worklist=None
     if organisation and organisation.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER):
         exclude.append(organisation.kind)
     table = OrderTable(orders.for_lists(), exclude=exclude, worklist=worklist.slug if worklist else None)
-    RequestConfig(request, paginate={"per_page": _per_page(request), "paginator_class": LazyPaginator}).configure(table)
+    paginate(request, table, per_page_of(request))
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("export", None)
@@ -71,7 +62,7 @@ def _order_list(request, queryset, *, template, context, filename, worklist=None
         "filter": filterset,
         "query": query.urlencode(),
         "per_page_choices": PER_PAGE_CHOICES,
-        "per_page": _per_page(request),
+        "per_page": per_page_of(request),
         "current": worklist,
         "selectable": selectable,
         "total": min(total, COUNT_LIMIT),

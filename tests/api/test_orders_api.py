@@ -9,28 +9,14 @@ from django.utils import timezone
 from orders.api.views import ACTION_VIEWS
 from orders.choices import Action, FeeKind, OrderState
 from orders.models import FeeCharge, Order, OrderEvent
-from tests.factories import advance, new_order
+from tests.factories import advance, new_order, order_body
 
 S = OrderState
 NOW = timezone.now().replace(microsecond=0)
 
 
 def body(**overrides):
-    now = NOW
-    data = {
-        "order_no": "API-1",
-        "trade_no": "T-API-1",
-        "merchant": "M-1",
-        "provider": "P-1",
-        "sku": "SKU-9",
-        "item_title": "Rolex Submariner",
-        "quantity": 1,
-        "amount": "68500.00",
-        "paid_at": (now - timedelta(hours=1)).isoformat(),
-        "auto_confirm_at": (now + timedelta(days=10)).isoformat(),
-    }
-    data.update(overrides)
-    return data
+    return order_body(NOW, **overrides)
 
 
 def act(api, order_no, action, data=None, **headers):
@@ -321,7 +307,7 @@ def test_a_finished_order_refuses_with_order_terminal(api, keys, merchant_org, p
 def test_a_whole_life_through_the_api_only(api, keys, merchant_org, provider_org, settings):
     from portal.models import CarrierIntegration
 
-    CarrierIntegration.objects.create(name="sf", secret="s3cret")
+    CarrierIntegration.objects.create(name="sf", secret="s3cret", carrier_codes="SF")
 
     def carrier_post(events):
         import hashlib
