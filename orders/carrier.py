@@ -12,7 +12,7 @@ that must precede them, wait as ``pending`` and are applied when they fit.
 import contextvars
 import logging
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.db.models import Q
 
 from orders import errors, inputs, workflow
@@ -25,17 +25,30 @@ CARRIER = workflow.Actor.system(EventSource.CARRIER)
 # Scans being applied right now: applying one can give its order a number,
 # and the scans waiting for that number must not include the one at hand.
 _resolving: contextvars.ContextVar[frozenset] = contextvars.ContextVar("resolving", default=frozenset())
+LOCK_CONTENTION = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 
 
 def record_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tuple[CarrierScan, bool]:
     """Store one scan and apply what it says. Returns ``(scan, created)``;
     a scan already stored is returned unchanged with ``created`` false."""
+    with transaction.atomic():
+        scan, created = store_scan(
+            carrier=carrier, tracking_no=tracking_no, status=status, occurred_at=occurred_at, order_no=order_no
+        )
+        if created:
+            scan = apply_scan(scan.pk)
+    return scan, created
+
+
+def store_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tuple[CarrierScan, bool]:
+    """Check one scan and store it as ``pending``, applying nothing yet.
+    Returns ``(scan, created)``; raises ``errors.InvalidInput`` for a bad scan."""
     cleaned = inputs.clean_params(
         Action.OFFLINE_SHIPMENT, {"carrier": carrier, "tracking_no": tracking_no, "status": status}
     )
     if occurred_at is None:
         raise errors.InvalidInput(inputs.msg_required, field="occurred_at", name="occurred_at")
-    occurred_at = inputs.clean_time(occurred_at)
+    occurred_at = inputs.clean_scan_time(occurred_at)
     order_no = inputs.clean_text({"order_no": order_no}, "order_no", required=False, max_length=64)
     identity = {
         "carrier": cleaned["carrier"],
@@ -44,16 +57,50 @@ def record_scan(*, carrier, tracking_no, status, occurred_at, order_no="") -> tu
         "occurred_at": occurred_at,
         "order_no": order_no,
     }
+    try:
+        with transaction.atomic():
+            return CarrierScan.objects.create(outcome=ScanOutcome.PENDING, **identity), True
+    except IntegrityError:
+        return CarrierScan.objects.get(**identity), False
 
+
+def apply_scan(pk: int) -> CarrierScan:
+    """Apply a stored scan if it is still ``pending`` and fits now; returns it
+    as it stands. A scan another transaction is resolving is left to it."""
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                scan = CarrierScan.objects.create(outcome=ScanOutcome.PENDING, **identity)
-        except IntegrityError:
-            return CarrierScan.objects.get(**identity), False
-        for order in _resolve(scan):
-            apply_waiting_scans(order)
-    return scan, True
+        scan = (
+            CarrierScan.objects.select_for_update(skip_locked=True).filter(pk=pk, outcome=ScanOutcome.PENDING).first()
+        )
+        if scan is not None:
+            for order in _resolve(scan):
+                apply_waiting_scans(order)
+    return CarrierScan.objects.select_related("order").get(pk=pk)
+
+
+def apply_stored(pks, attempts: int = 3) -> int:
+    """Apply scans that were stored first (the webhook), each in its own
+    transaction; returns how many could not be applied now.
+
+    A scan that meets lock contention is tried again, up to ``attempts``
+    times; one that still fails, or that the workflow refuses, stays
+    ``pending`` in the database and the periodic pass (``retry_pending``)
+    applies it later. Nothing stored is lost by a failure here.
+    """
+    left = 0
+    for pk in pks:
+        for attempt in range(1, attempts + 1):
+            try:
+                apply_scan(pk)
+                break
+            except OperationalError as exc:
+                if attempt < attempts and getattr(exc.__cause__, "sqlstate", None) in LOCK_CONTENTION:
+                    continue
+                logger.warning("carrier scan %s stored but not applied yet; the periodic pass will", pk, exc_info=True)
+            except (DatabaseError, errors.WorkflowError):
+                logger.warning("carrier scan %s stored but not applied yet; the periodic pass will", pk, exc_info=True)
+            left += 1
+            break
+    return left
 
 
 def on_step(order, event, actor):

@@ -89,3 +89,14 @@ class NotOnlineWaybill(WorkflowError):
         "Tracking number %(tracking_no)s is not this order's online waybill; only a pickup of the online "
         "waybill ships an order."
     )
+
+
+class TradeOfOtherMerchant(WorkflowError):
+    """A trade is one buyer's purchase from one merchant: its orders, and so its
+    split groups, never span two merchants."""
+
+    code = "trade_other_merchant"
+    template = _(
+        "Trade %(trade_no)s already has orders of another merchant. A trade belongs to one merchant; "
+        "check the trade number."
+    )

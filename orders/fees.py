@@ -27,12 +27,21 @@ class GroupFees:
         return self.charged - self.expected
 
 
-def group_fees(trade_no: str, sku: str) -> GroupFees:
+def group_fees(trade_no: str, sku: str, orders=None) -> GroupFees:
     """What the merchant was charged for a split group, and what handling it
     correctly would have charged for the same events: one appraisal fee for
     the item, and one logistics fee, or one per picked-up waybill when the
-    merchant chose to keep the orders (choice B)."""
-    charges = list(FeeCharge.objects.filter(order__trade_no=trade_no, order__sku=sku).order_by("charged_at", "pk"))
+    merchant chose to keep the orders (choice B).
+
+    ``orders``, when given, is the viewer's scope (``Order.objects.visible_to``):
+    only charges on those orders count, so a group that spans two merchants
+    (created before a trade was tied to one merchant) never shows one
+    merchant's fees to the other.
+    """
+    charges = FeeCharge.objects.filter(order__trade_no=trade_no, order__sku=sku)
+    if orders is not None:
+        charges = charges.filter(order__in=orders)
+    charges = list(charges.order_by("charged_at", "pk"))
     appraisal = [c for c in charges if c.kind == FeeKind.APPRAISAL]
     logistics = [c for c in charges if c.kind == FeeKind.LOGISTICS]
     choice = SplitGroup.objects.filter(trade_no=trade_no, sku=sku).values_list("choice", flat=True).first()

@@ -122,6 +122,13 @@ def code128_svg(value: str) -> SafeString:
     for group in svg.getElementsByTagName("g"):
         # The writer names its group; many labels on one page would repeat the id.
         group.removeAttribute("id")
+    for rect in svg.getElementsByTagName("rect"):
+        # The Content-Security-Policy forbids style attributes; a fill
+        # attribute draws the same colour.
+        fill = rect.getAttribute("style").removeprefix("fill:").rstrip(";").strip()
+        rect.removeAttribute("style")
+        if fill:
+            rect.setAttribute("fill", fill)
     width, height = modules * module, BAR_HEIGHT_MM
     # A view box lets a narrow screen scale the barcode down instead of cutting it off.
     svg.setAttribute("viewBox", f"0 0 {width * PX_PER_MM:.3f} {height * PX_PER_MM:.3f}")

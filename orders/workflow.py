@@ -454,8 +454,9 @@ def create_order(actor: Actor, **fields) -> Order:
     """Create an order as the platform and write its first event.
 
     ``fields`` are the §6.2 creation fields with organisations as instances.
-    Raises ``errors.NotAllowed`` for any actor but the platform and
-    ``errors.Conflict`` if the order number exists.
+    Raises ``errors.NotAllowed`` for any actor but the platform,
+    ``errors.TradeOfOtherMerchant`` if the trade has orders of another
+    merchant and ``errors.Conflict`` if the order number exists.
     """
     if actor.role != PLATFORM:
         raise errors.NotAllowed(action=A.CREATE.label)
@@ -466,7 +467,12 @@ def create_order(actor: Actor, **fields) -> Order:
         raise errors.InvalidInput(_msg_invalid_order, fields=exc.message_dict) from None
     try:
         with transaction.atomic():
-            _lock_split_group(order.trade_no, order.sku)
+            # The trade's own lock (an empty SKU) as well as the group's: two
+            # orders of one trade for two merchants, created at once with
+            # different SKUs, must not both pass the check below.
+            lock_split_groups([(order.trade_no, order.sku), (order.trade_no, "")])
+            if Order.objects.filter(trade_no=order.trade_no).exclude(merchant_id=order.merchant_id).exists():
+                raise errors.TradeOfOtherMerchant(trade_no=order.trade_no)
             order.save(force_insert=True)
             # The log starts from the row as stored (e.g. 100 becomes 100.00).
             order.refresh_from_db()
@@ -491,10 +497,6 @@ def create_order(actor: Actor, **fields) -> Order:
         raise errors.Conflict(_msg_exists, order_no=order.order_no) from None
     order.refresh_from_db()
     return order
-
-
-def _lock_split_group(trade_no: str, sku: str) -> None:
-    lock_split_groups([(trade_no, sku)])
 
 
 def lock_split_groups(groups) -> None:

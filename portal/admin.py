@@ -1,10 +1,11 @@
+import secrets
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from portal import apikeys, notify
-from portal.models import ApiKey, CarrierIntegration, EmailStatus, Notification, Organisation, User
+from portal import apikeys, delivery, notify
+from portal.models import ApiKey, CarrierIntegration, Notification, Organisation, User
 
 
 @admin.register(Organisation)
@@ -56,15 +57,55 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(CarrierIntegration)
 class CarrierIntegrationAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created_at"]
+    """The signing secret is made here and shown once, in the message after
+    saving; it is sealed in the database and never displayed again."""
+
+    list_display = ["name", "carrier_codes", "is_active", "created_at"]
     list_filter = ["is_active"]
+    search_fields = ["name", "carrier_codes"]
+    fields = ["name", "carrier_codes", "is_active", "created_at"]
+    readonly_fields = ["created_at"]
+    actions = ["issue_new_secrets"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.secret = secrets.token_urlsafe(32)
+        super().save_model(request, obj, form, change)
+        self._show_once(request, obj)
+
+    @admin.action(description=_("Issue new signing secrets (the old ones stop working at once)"))
+    def issue_new_secrets(self, request, queryset):
+        for integration in queryset:
+            integration.secret = secrets.token_urlsafe(32)
+            integration.save(update_fields=["secret"])
+            self._show_once(request, integration)
+
+    @staticmethod
+    def _show_once(request, integration):
+        messages.warning(
+            request,
+            _("Copy the signing secret of %(name)s now, it will not be shown again: %(secret)s")
+            % {"name": integration.name, "secret": integration.secret},
+        )
 
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     """The outbox: administrators see what failed, why, and can send it again."""
 
-    list_display = ["created_at", "kind", "recipient", "email_status", "attempts", "last_error", "sent_at", "read_at"]
+    list_display = [
+        "created_at",
+        "kind",
+        "recipient",
+        "email_status",
+        "attempts",
+        "failing_since",
+        "last_error",
+        "sent_at",
+        "read_at",
+    ]
     list_filter = ["email_status", "kind"]
     search_fields = ["recipient__username", "recipient__email", "key"]
     list_select_related = ["recipient"]
@@ -76,8 +117,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Send the selected failed emails again"))
     def send_again(self, request, queryset):
-        again = queryset.filter(email_status=EmailStatus.FAILED).update(
-            email_status=EmailStatus.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
-        )
+        # A fresh retry window: the email is tried again for NOTIFY_RETRY_WINDOW_HOURS.
+        again = delivery.send_again(queryset)
         notify.kick()
         messages.success(request, _("%(n)d emails will be sent again.") % {"n": again})

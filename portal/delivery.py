@@ -1,13 +1,18 @@
 """Sending the notification outbox by email, once per row.
 
 A worker claims due rows with a conditional update (``SKIP LOCKED``, so
-workers share them), sends each outside any transaction, and marks it sent
-only after the SMTP server accepted it. A failure records the error and
-retries with exponential back-off until ``NOTIFY_MAX_ATTEMPTS``, then the row
-is ``failed`` and shows in the admin. A worker that dies while sending
-leaves its rows ``sending``; they are claimed again once their lease ends,
-so a message is delayed, never lost. Each email carries a Message-ID made
-from its row, the same on every attempt.
+workers share them) and sends each outside any transaction over a connection
+it opens itself. A row is marked sent as soon as the SMTP server accepted
+its message, before anything else is said to the server (the next message,
+or QUIT): once the server has it, nothing that can fail stands between the
+acceptance and the record, so a worker dying then cannot cause a second
+copy. A failure records the error and retries with back-off that doubles
+from ``NOTIFY_RETRY_BASE_SECONDS`` up to ``NOTIFY_RETRY_MAX_SECONDS``, for
+``NOTIFY_RETRY_WINDOW_HOURS`` from the first failure; then the row is
+``failed`` and shows in the admin, which can send it again. A worker that
+dies while sending leaves its rows ``sending``; they are claimed again once
+their lease ends, so a message is delayed, never lost. Each email carries a
+Message-ID made from its row, the same on every attempt.
 """
 
 import logging
@@ -28,8 +33,15 @@ CLAIM_BATCH = 20
 
 
 def backoff(attempts: int) -> timedelta:
-    """Wait before the next attempt: 1, 2, 4, 8 … minutes, at most an hour."""
-    return timedelta(seconds=min(settings.NOTIFY_RETRY_BASE_SECONDS * 2 ** (attempts - 1), 3600))
+    """Wait before the next attempt: the base, doubled per attempt, at most the cap (1, 2, 4 … 30 minutes)."""
+    # The exponent is bounded so that a long outage cannot overflow the multiplication.
+    doubled = settings.NOTIFY_RETRY_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 30)
+    return timedelta(seconds=min(doubled, settings.NOTIFY_RETRY_MAX_SECONDS))
+
+
+def retry_window() -> timedelta:
+    """How long a failing email is retried, from its first failure, before it is marked failed."""
+    return timedelta(hours=settings.NOTIFY_RETRY_WINDOW_HOURS)
 
 
 def _due(now):
@@ -69,7 +81,12 @@ def render(notification) -> tuple[str, str, str]:
 
 
 def send(notification, connection=None) -> None:
-    """Send one notification by email; raises on any failure."""
+    """Send one notification by email; raises on any failure.
+
+    Pass an open ``connection``: Django's backends close a connection they
+    opened themselves (QUIT) before returning, and that step can fail or the
+    worker die in it after the server accepted the message.
+    """
     subject, text, html = render(notification)
     domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "localhost"
     message = EmailMultiAlternatives(
@@ -80,7 +97,8 @@ def send(notification, connection=None) -> None:
         headers={"Message-ID": f"<notification-{notification.pk}@{domain}>"},
     )
     message.attach_alternative(html, "text/html")
-    message.send(fail_silently=False)
+    if not message.send(fail_silently=False):
+        raise RuntimeError("the mail backend did not accept the message")
 
 
 def deliver(ids, now=None) -> dict:
@@ -92,6 +110,7 @@ def deliver(ids, now=None) -> dict:
     """
     sent = failed = 0
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    is_open = False
     for notification in Notification.objects.filter(pk__in=ids, email_status=EmailStatus.SENDING).select_related(
         "recipient"
     ):
@@ -103,14 +122,21 @@ def deliver(ids, now=None) -> dict:
             continue  # another worker holds it now
         mine = Notification.objects.filter(pk=notification.pk, email_status=EmailStatus.SENDING, claimed_at=renewed)
         try:
+            if not is_open:
+                # Opened here, so that sending leaves it open and the row is
+                # marked sent before QUIT (see the module's docstring).
+                connection.open()
+                is_open = True
             send(notification, connection)
         except Exception as exc:  # SMTP refusals, timeouts, template errors: retried, then failed
             failed += 1
             _failed(mine, notification, exc)
             _close(connection)  # the next message opens a fresh connection
+            is_open = False
         else:
+            # The server accepted it: record that before anything else can fail.
+            mine.update(email_status=EmailStatus.SENT, sent_at=timezone.now(), last_error="", failing_since=None)
             sent += 1
-            mine.update(email_status=EmailStatus.SENT, sent_at=timezone.now(), last_error="")
     _close(connection)
     return {"sent": sent, "failed": failed}
 
@@ -124,13 +150,27 @@ def _close(connection):
 
 def _failed(mine, notification, exc):
     error = f"{type(exc).__name__}: {exc}"[:2000]
-    if notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+    now = timezone.now()
+    since = notification.failing_since or now
+    next_attempt = now + backoff(notification.attempts)
+    if next_attempt - since > retry_window():
         status, next_attempt = EmailStatus.FAILED, None
-        logger.error("notification %s failed for good: %s", notification.pk, error)
+        logger.error("notification %s failed for good after %s: %s", notification.pk, now - since, error)
     else:
-        status, next_attempt = EmailStatus.PENDING, timezone.now() + backoff(notification.attempts)
+        status = EmailStatus.PENDING
         logger.warning("notification %s will be retried: %s", notification.pk, error)
-    mine.update(email_status=status, next_attempt_at=next_attempt, last_error=error)
+    mine.update(email_status=status, next_attempt_at=next_attempt, last_error=error, failing_since=since)
+
+
+def send_again(queryset) -> int:
+    """Put the failed rows of ``queryset`` back in the outbox with a fresh retry window; returns how many."""
+    return queryset.filter(email_status=EmailStatus.FAILED).update(
+        email_status=EmailStatus.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        failing_since=None,
+        last_error="",
+    )
 
 
 def deliver_due(budget_seconds=50) -> dict:

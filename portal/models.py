@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from portal.choices import OrganisationKind
+from portal.sealing import SealedTextField
 
 code_validator = RegexValidator(
     r"^[A-Z0-9][A-Z0-9_-]*$", _("Use capital letters, digits, '-' and '_' only, e.g. M-DEMO-1.")
@@ -146,10 +147,25 @@ class ApiKey(models.Model):
 
 
 class CarrierIntegration(models.Model):
-    """A carrier that posts scans to the webhook, signing each body with its secret."""
+    """A carrier that posts scans to the webhook, signing each body with its secret.
+
+    The secret is sealed in the database (``portal.sealing``) and shown once,
+    when it is made; the integration signs only for its own carrier codes.
+    """
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    secret = models.CharField(_("signing secret"), max_length=128)
+    secret = SealedTextField(_("signing secret"), editable=False)
+    carrier_codes = models.CharField(
+        _("carrier codes"),
+        max_length=200,
+        help_text=_("The carriers this integration may send scans for, separated by commas, e.g. “SF, YTO”."),
+        validators=[
+            RegexValidator(
+                r"^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$",
+                _("List carrier codes (letters, digits, “-”, “_”, “.”) separated by commas."),
+            )
+        ],
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -160,6 +176,16 @@ class CarrierIntegration(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """The carrier codes this integration may sign for, upper-cased."""
+        return carrier_codes_of(self.carrier_codes)
+
+
+def carrier_codes_of(text: str) -> frozenset[str]:
+    """Carrier codes written as ``"SF, yto"``, as a set of upper-case codes."""
+    return frozenset(code.strip().upper() for code in text.replace(";", ",").split(",") if code.strip())
 
 
 class IdempotencyRecord(models.Model):
@@ -229,6 +255,9 @@ class Notification(models.Model):
     claimed_at = models.DateTimeField(_("being sent since"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    # When the current run of failed attempts began; the email is retried for
+    # NOTIFY_RETRY_WINDOW_HOURS from then. Cleared when it is sent again by hand.
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -264,3 +293,18 @@ class NotificationPreference(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.kind} {self.delivery}"
+
+
+class Heartbeat(models.Model):
+    """The last time a periodic job proved it runs: one row per name.
+
+    Beat's ``beat-heartbeat`` entry writes the ``beat`` row through a worker,
+    so a recent row means beat, the broker and the deadlines worker all work;
+    ``/health/`` turns red when it is old.
+    """
+
+    name = models.CharField(max_length=40, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} @ {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -8,6 +8,7 @@ twice (two sweeps, a retried task) reaches each person once.
 """
 
 import logging
+import time
 
 from celery import current_app
 from django.conf import settings
@@ -103,12 +104,26 @@ def announce(kind, key, recipients, *, context, link="", severity=None, now=None
     return announce_many([(kind, key, list(recipients), context, link, severity)], now=now, stream=False)
 
 
+# After a failed publish the broker is left alone this long: a frozen Redis
+# would otherwise cost every notifying request its socket time-out.
+KICK_PAUSE_SECONDS = 10.0
+_kick_paused_until = 0.0
+
+
 def kick():
-    """Ask a worker to send what is due now. If the broker is down the rows
-    wait; beat looks for due rows every minute anyway."""
-    if not settings.NOTIFY_ENQUEUE:
+    """Ask a worker to send what is due now.
+
+    Only a nudge: the rows are already committed in the database, and beat
+    runs ``deliver_due`` every ``NOTIFY_DELIVERY_SECONDS`` anyway. So a
+    broker that is down or frozen costs one short, logged attempt (the
+    broker's socket time-outs, no publish retry), then no attempts at all
+    for ``KICK_PAUSE_SECONDS``; the request carries on either way.
+    """
+    global _kick_paused_until
+    if not settings.NOTIFY_ENQUEUE or time.monotonic() < _kick_paused_until:
         return
     try:
-        current_app.send_task("portal.tasks.deliver_due")
+        current_app.send_task("portal.tasks.deliver_due", retry=False)
     except Exception:  # the broker is unreachable: beat will pick the rows up
-        logger.warning("could not enqueue notification delivery; beat will retry", exc_info=True)
+        _kick_paused_until = time.monotonic() + KICK_PAUSE_SECONDS
+        logger.warning("could not enqueue notification delivery; beat will send the rows", exc_info=True)

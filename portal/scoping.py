@@ -20,7 +20,9 @@ class ScopedQuerySet(models.QuerySet):
 
     def visible_to(self, user):
         """What ``user`` may see: a person, or an API key's principal."""
-        if not user.is_authenticated:
+        # A deactivated person sees nothing, even before their session ends
+        # (portal.access signs them out; this is the second line).
+        if not user.is_authenticated or not getattr(user, "is_active", True):
             return self.none()
         org = user.organisation if getattr(user, "organisation_id", None) else None
         if org is None:
@@ -28,7 +30,10 @@ class ScopedQuerySet(models.QuerySet):
         return self.visible_to_organisation(org)
 
     def visible_to_organisation(self, org):
-        """What an organisation may see: the platform all, a merchant its own, a provider its assigned."""
+        """What an organisation may see: the platform all, a merchant its own, a provider its
+        assigned; a deactivated organisation nothing."""
+        if not org.is_active:
+            return self.none()
         if org.kind == OrganisationKind.PLATFORM:
             return self.all()
         if org.kind == OrganisationKind.MERCHANT:

@@ -30,7 +30,12 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Links in e-mails lead to where the server listens (PORTAL_BIND, as `make run`
+# and the Procfile use it) unless the portal is published under another name.
+# Listening on every interface still means this machine; a Unix socket has no URL.
+_bind = env_str("PORTAL_BIND", "127.0.0.1:8000")
+_bind = "127.0.0.1:8000" if _bind.startswith("unix:") else _bind.replace("0.0.0.0:", "127.0.0.1:", 1)
+SITE_URL = env_str("SITE_URL", f"http://{_bind}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -50,6 +55,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
+    "health_check",
     "portal",
     "orders",
     "risks",
@@ -61,12 +68,18 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # Before CommonMiddleware, whose redirect would drop a POST's body.
+    "portal.middleware.MissingSlashMiddleware",
+    "portal.middleware.ApiIfMatchMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A deactivated person, or one of a deactivated organisation, is signed out before any view.
+    "portal.access.DeactivatedAccessMiddleware",
     "portal.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks, so it sees the outcome of every login.
     "axes.middleware.AxesMiddleware",
@@ -118,13 +131,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache and Celery broker ----------------------------------------------
 
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+# Redis is a helper, not a gate: the cache only counts rate limits and the
+# broker only carries "do it now" nudges whose work is in the database. Every
+# call gives up quickly, so a Redis that is down or frozen costs a request a
+# fraction of a second (see docs/reliability.md).
+REDIS_CONNECT_TIMEOUT = 0.25
+REDIS_SOCKET_TIMEOUT = 0.5
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Longer than any task runs, so an acked-late task is not redelivered
         # while a worker is still on it.
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        # Publishing connects once and gives up: a web request must not wait
+        # for the broker to come back (beat and the worker reconnect themselves).
+        "max_retries": 0,
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -144,7 +174,23 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "portal"
+# Work that must happen on time never waits behind mail: a hung mail server
+# ties up only the `mail` worker. The Procfile runs one worker for the
+# deadlines, the sweep and the rest, and one for mail (docs/deploy.md).
+CELERY_QUEUE_DEADLINES = "deadlines"
+CELERY_QUEUE_SWEEP = "sweep"
+CELERY_QUEUE_MAIL = "mail"
+CELERY_TASK_ROUTES = {
+    "orders.tasks.apply_deadlines": {"queue": CELERY_QUEUE_DEADLINES},
+    "portal.tasks.record_beat_heartbeat": {"queue": CELERY_QUEUE_DEADLINES},
+    "risks.tasks.run_sweep": {"queue": CELERY_QUEUE_SWEEP},
+    "portal.tasks.deliver_due": {"queue": CELERY_QUEUE_MAIL},
+    "portal.tasks.send_daily_digest": {"queue": CELERY_QUEUE_MAIL},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish that fails is retried briefly, then raises; callers log it and
+# carry on, because beat finds the work in the database anyway.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DEADLINE_SWEEP_SECONDS = env_int("DEADLINE_SWEEP_SECONDS", 60, minimum=5)
@@ -158,11 +204,22 @@ NOTIFY_ENQUEUE = env_bool("NOTIFY_ENQUEUE", True)
 NOTIFY_DELIVERY_SECONDS = env_int("NOTIFY_DELIVERY_SECONDS", 60, minimum=5)
 # How often an open list refreshes its rows and counts in the browser.
 LIST_REFRESH_SECONDS = env_int("LIST_REFRESH_SECONDS", 30, minimum=1)
+# Beat records a heartbeat this often; /health/ turns red when the last one is
+# older than BEAT_HEARTBEAT_STALE_AFTER periods (beat, or the deadlines worker, stalled).
+BEAT_HEARTBEAT_SECONDS = env_int("BEAT_HEARTBEAT_SECONDS", 60, minimum=5)
+BEAT_HEARTBEAT_STALE_AFTER = 3
+# The deadlines and the sweep carry no `expires`: a run that waited still runs
+# (both are idempotent and find their work in the database). Mail and the
+# pending-scan retry may expire: the next run does the same work.
 CELERY_BEAT_SCHEDULE = {
     "deliver-notifications": {
         "task": "portal.tasks.deliver_due",
         "schedule": float(NOTIFY_DELIVERY_SECONDS),
         "options": {"expires": float(NOTIFY_DELIVERY_SECONDS)},
+    },
+    "beat-heartbeat": {
+        "task": "portal.tasks.record_beat_heartbeat",
+        "schedule": float(BEAT_HEARTBEAT_SECONDS),
     },
     "daily-digest": {
         "task": "portal.tasks.send_daily_digest",
@@ -171,7 +228,6 @@ CELERY_BEAT_SCHEDULE = {
     "risk-sweep": {
         "task": "risks.tasks.run_sweep",
         "schedule": float(RISK_SWEEP_SECONDS),
-        "options": {"expires": float(RISK_SWEEP_SECONDS)},
     },
     "retry-pending-scans": {
         "task": "orders.tasks.retry_pending_scans",
@@ -181,8 +237,6 @@ CELERY_BEAT_SCHEDULE = {
     "apply-confirmation-deadlines": {
         "task": "orders.tasks.apply_deadlines",
         "schedule": float(DEADLINE_SWEEP_SECONDS),
-        # A run that waits longer than one interval is superseded by the next.
-        "options": {"expires": float(DEADLINE_SWEEP_SECONDS)},
     },
 }
 
@@ -191,7 +245,8 @@ CELERY_BEAT_SCHEDULE = {
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's model backend that also refuses people of an inactive organisation.
+    "portal.access.PortalBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -206,8 +261,14 @@ LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 30, minimum=1) / 60
 # Lock the pair, so a guesser is stopped without letting anyone lock a
-# colleague out from another address.
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# colleague out from another address; and the address on its own, at a higher
+# limit, so one address cannot try many user names (the handler below reads
+# the pair first and the address second; docs/decisions.md).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "portal.access.AddressAwareLockoutHandler"
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+if LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured("LOGIN_ADDRESS_FAILURE_LIMIT must not be below AXES_FAILURE_LIMIT")
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
@@ -260,13 +321,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["portal.api_auth.HasOrganisation"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.BoundedJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["portal.api_auth.KeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "api": env_str("API_RATE", "1200/min"),
         "carrier": env_str("CARRIER_RATE", "600/min"),
     },
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    # Client addresses for rate limits: X-Forwarded-For counts only behind this
+    # many trusted proxies; with none it is ignored (anyone can send it).
+    "NUM_PROXIES": env_int("TRUSTED_PROXIES", 0, minimum=0, maximum=10),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -298,8 +362,12 @@ SPECTACULAR_SETTINGS = {
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 5 * EMAIL_TIMEOUT + 60, minimum=1)
-NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+# A refused email is retried after NOTIFY_RETRY_BASE_SECONDS, doubling up to
+# NOTIFY_RETRY_MAX_SECONDS between attempts, for NOTIFY_RETRY_WINDOW_HOURS from
+# its first failure; then it is marked failed (and can be sent again from the admin).
 NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 60, minimum=1)
+NOTIFY_RETRY_MAX_SECONDS = env_int("NOTIFY_RETRY_MAX_SECONDS", 1800, minimum=1)
+NOTIFY_RETRY_WINDOW_HOURS = env_int("NOTIFY_RETRY_WINDOW_HOURS", 24, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Appraisal Portal <portal@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if EMAIL_HOST:
@@ -329,6 +397,25 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Content-Security-Policy (django-csp 4 format): the pages load only their
+# own static files; no inline script or style anywhere (htmx's indicator
+# style is turned off in base.html, labels draw their barcodes with SVG
+# attributes). Bootstrap's CSS uses data: SVG images for its icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Logging --------------------------------------------------------------
 

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from portal import delivery, digest
+from portal import delivery, digest, health
 
 logger = logging.getLogger(__name__)
 
@@ -17,3 +17,9 @@ def deliver_due():
 def send_daily_digest():
     """The 09:00 (Asia/Shanghai) digest of open and overdue cases and money at risk."""
     return digest.send_daily_digest()
+
+
+@shared_task(name="portal.tasks.record_beat_heartbeat")
+def record_beat_heartbeat():
+    """Beat's heartbeat, read by ``/health/``: proof that beat, the broker and a worker run."""
+    health.record_heartbeat()

@@ -224,6 +224,19 @@ def escalate_many_by_rule(live_cases, reason, at) -> int:
     return len(live_cases)
 
 
+def chooses_for_group(org, trade_no, sku) -> bool:
+    """Whether ``org`` may answer the split group: the one merchant of every
+    order in it. A group created across two merchants (before a trade was
+    tied to one merchant) has no one to choose for it: neither merchant may
+    decide for the other's orders."""
+    from orders.models import Order
+
+    if org is None or org.kind != OrganisationKind.MERCHANT:
+        return False
+    members = Order.objects.split_group(trade_no, sku).order_by()
+    return set(members.values_list("merchant_id", flat=True).distinct()) == {org.pk}
+
+
 def choose_split(trade_no, sku, choice, actor):
     """The merchant's answer for a split group (SPEC §3, split_order): A, refund
     the extra orders and re-buy them as normal orders; B, keep them as "no
@@ -240,6 +253,8 @@ def choose_split(trade_no, sku, choice, actor):
     members = Order.objects.split_group(trade_no, sku)
     if not members.filter(merchant=org).exists():
         raise Order.DoesNotExist
+    if not chooses_for_group(org, trade_no, sku):
+        raise errors.TradeOfOtherMerchant(trade_no=trade_no)
     with transaction.atomic():
         group = SplitGroup.objects.select_for_update().filter(trade_no=trade_no, sku=sku).first()
         if group is None or members.count() < 2:

@@ -87,11 +87,17 @@ def announce_opened(escalations, now=None):
 
 
 def assign_to_me(escalation, actor) -> Escalation:
-    """An operator takes the escalation; it is in progress from now on."""
+    """An operator takes the escalation; it is in progress from now on.
+
+    Taking it again while already its in-progress assignee changes nothing:
+    no second thread entry, no second notification (a double click, a retry).
+    """
     if not _is_platform(actor) or actor.user is None:
         raise errors.NotAllowed(msg_platform_only)
     with transaction.atomic():
         locked = _lock_live(escalation)
+        if locked.assignee_id == actor.user.pk and locked.status == EscalationStatus.IN_PROGRESS:
+            return locked
         locked.assignee = actor.user
         locked.status = EscalationStatus.IN_PROGRESS
         locked.save(update_fields=["assignee", "status", "updated_at"])

@@ -4,7 +4,6 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_tables2 import LazyPaginator, RequestConfig
 
 from orders import errors, workflow
 from orders.choices import Action, EventSource, SplitChoice
@@ -13,6 +12,7 @@ from orders.forms import BY_SLUG, slug
 from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import OrganisationKind
+from portal.paging import paginate
 from risks import cases, escalations
 from risks.choices import LIVE_ESCALATIONS, CaseStatus, Rule
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
@@ -39,8 +39,7 @@ def _refusals(forms, shown) -> list[str]:
 
 
 def _paged(request, table):
-    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
-    return table
+    return paginate(request, table)
 
 
 @login_required
@@ -88,9 +87,9 @@ def case_detail(request, pk, forms=None):
         context.update(
             group=Order.objects.visible_to(request.user).split_group(case.trade_no, case.sku).order_by("pk"),
             split=group,
-            fees=group_fees(case.trade_no, case.sku),
+            fees=group_fees(case.trade_no, case.sku, orders=Order.objects.visible_to(request.user)),
             split_form=forms.get("split", SplitChoiceForm(initial={"choice": group.choice if group else None})),
-            may_choose=org is not None and org.pk == case.order.merchant_id and case.is_live,
+            may_choose=case.is_live and cases.chooses_for_group(org, case.trade_no, case.sku),
             choices=SplitChoice,
         )
     shown = {

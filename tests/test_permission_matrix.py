@@ -84,10 +84,20 @@ EXPECTATIONS = {
     "api-key-revoke": ("post", lambda o: {"prefix": "00000000"}, set(), 404),
     "api-schema": ("get", lambda o: {}, set(PERSONAS), 200, 200),
     "api-docs": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    # A person's own password: changed when logged in, reset by email from outside.
+    "password_change": ("get", lambda o: {}, set(PERSONAS), 200),
+    "password_change_done": ("get", lambda o: {}, set(PERSONAS), 200),
+    "password_reset": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    "password_reset_done": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    "password_reset_complete": ("get", lambda o: {}, set(PERSONAS), 200, 200),
+    # A link that does not hold answers with the page saying so.
+    "password_reset_confirm": ("get", lambda o: {"uidb64": "x", "token": "y"}, set(PERSONAS), 200, 200),
     "api:order-list": ("get", lambda o: {}, set(PERSONAS), 200, 401),
     "api:order-detail": ("get", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, 200, 401),
     "api:worklist": ("get", lambda o: {"name": "pending-sign-in"}, PROVIDERS, 200, 401),
     "api:carrier-events": ("post", lambda o: {}, set(), 401, 401),
+    # For load balancers: open to all. Beat "ran" first, so every check is green.
+    "health": ("get", lambda o: beat_ran(), set(PERSONAS), 200, 200),
     **{
         f"api:order-{action}": ("post", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, ANY, 401)
         for action in API_ACTIONS
@@ -95,6 +105,14 @@ EXPECTATIONS = {
 }
 # Served by Django itself, with their own rules: the admin, login and logout.
 NOT_OURS = {"login", "logout"}
+
+
+def beat_ran():
+    """Record beat's heartbeat, as its periodic task does; no URL arguments."""
+    from portal.health import record_heartbeat
+
+    record_heartbeat()
+    return {}
 
 
 def case_and_escalation(order):

@@ -1,6 +1,5 @@
 import hashlib
 import hmac
-import json
 from datetime import datetime
 
 from django.db import OperationalError, transaction
@@ -14,7 +13,6 @@ from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from orders import carrier, errors, workflow, worklists
@@ -22,11 +20,12 @@ from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
 from orders.forms import slug
-from orders.models import Order, live_cases_of
+from orders.models import CarrierScan, Order, live_cases_of
 from portal.api import actor_for, error_body, idempotent
-from portal.api_auth import HasOrganisation
+from portal.api_auth import HasOrganisation, WindowRateThrottle
 from portal.choices import OrganisationKind
 from portal.models import CarrierIntegration
+from portal.parsers import parse_json
 from risks.api.serializers import OrderWithCasesSerializer
 
 ERRORS = {
@@ -258,8 +257,13 @@ class WorklistView(ListAPIView):
         return super().list(request, *args, **kwargs)
 
 
-class CarrierThrottle(AnonRateThrottle):
+class CarrierThrottle(WindowRateThrottle):
+    """One budget per client address (from the trusted proxies only), counted atomically."""
+
     scope = "carrier"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 @extend_schema(
@@ -274,11 +278,20 @@ class CarrierThrottle(AnonRateThrottle):
             description="Hex HMAC-SHA256 of the raw body with the integration's secret.",
         )
     ],
-    responses={200: s.CarrierBatchResultSerializer, **ERRORS},
+    responses={
+        200: s.CarrierBatchResultSerializer,
+        **ERRORS,
+        403: OpenApiResponse(
+            s.ErrorSerializer,
+            description="`carrier_not_allowed`: a scan names a carrier the signing integration is not bound to",
+        ),
+    },
     auth=[],
 )
 class CarrierEventsView(APIView):
-    """Scans from carriers. The signature authenticates; the batch is stored whole or not at all."""
+    """Scans from carriers. The signature authenticates and binds the batch to
+    the integration's carrier codes; the batch is stored whole or not at all,
+    in PostgreSQL, before anything of it is applied."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -286,24 +299,38 @@ class CarrierEventsView(APIView):
 
     def post(self, request):
         raw = request.body
-        if not _signed_by_a_carrier(raw, request.headers.get("X-Signature", "")):
+        integrations = _signed_by_a_carrier(raw, request.headers.get("X-Signature", ""))
+        if not integrations:
             return Response(
                 error_body("bad_signature", _("X-Signature is missing or does not match the body.")),
                 status=status.HTTP_401_UNAUTHORIZED,
             )
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ParseError(_("The body is not valid JSON.")) from None
+        # The signature is over the raw bytes, so the body is parsed here, with
+        # the same limits (size, depth, encoding) as every other JSON body.
+        data = parse_json(raw)
         batch = s.CarrierBatchSerializer(data=data)
         batch.is_valid(raise_exception=True)
+        events = batch.validated_data["events"]
+        refused = _not_signed_for(integrations, events)
+        if refused:
+            return Response(
+                error_body(
+                    "carrier_not_allowed",
+                    _("This integration may not send scans for carrier %(codes)s; nothing of the batch was stored.")
+                    % {"codes": ", ".join(refused)},
+                    {"events": [_("Not a carrier of this integration: %(code)s.") % {"code": c} for c in refused]},
+                ),
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        # 1. Store the whole batch as pending: once this commits, no scan of it
+        #    can be lost, whatever happens to the rest of the request.
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
-                    results = [self._record(event) for event in batch.validated_data["events"]]
+                    stored = [carrier.store_scan(**event) for event in events]
                 break
             except OperationalError as exc:
-                # Two batches locking the same orders in opposite order: the
+                # Two batches inserting the same scans in opposite order: the
                 # database aborts one, which rolled back whole and runs again.
                 if getattr(exc.__cause__, "sqlstate", None) not in LOCK_CONTENTION:
                     raise
@@ -312,14 +339,19 @@ class CarrierEventsView(APIView):
                         error_body("conflict", _("Other scans were changing the same orders. Send this batch again.")),
                         status=status.HTTP_409_CONFLICT,
                     )
-        stored = sum(not result["duplicate"] for result in results)
+        # 2. Apply the new ones, each in its own transaction. One that cannot be
+        #    applied now stays pending and beat's periodic pass applies it.
+        carrier.apply_stored([scan.pk for scan, created in stored if created], attempts=BATCH_ATTEMPTS)
+        pks = [scan.pk for scan, created in stored]
+        current = {scan.pk: scan for scan in CarrierScan.objects.filter(pk__in=pks).select_related("order")}
+        results = [self._result(current[scan.pk], created) for scan, created in stored]
+        saved = sum(created for scan, created in stored)
         return Response(
-            {"received": len(results), "stored": stored, "duplicates": len(results) - stored, "results": results}
+            {"received": len(results), "stored": saved, "duplicates": len(results) - saved, "results": results}
         )
 
     @staticmethod
-    def _record(event) -> dict:
-        scan, created = carrier.record_scan(**event)
+    def _result(scan, created) -> dict:
         return {
             "tracking_no": scan.tracking_no,
             "status": scan.status,
@@ -329,12 +361,22 @@ class CarrierEventsView(APIView):
         }
 
 
-def _signed_by_a_carrier(raw: bytes, signature: str) -> bool:
+def _not_signed_for(integrations, events) -> list[str]:
+    """The carrier codes in ``events`` that none of ``integrations`` may sign for."""
+    allowed = frozenset().union(*(integration.codes for integration in integrations))
+    return sorted({event["carrier"].strip().upper() for event in events} - allowed)
+
+
+def _signed_by_a_carrier(raw: bytes, signature: str) -> list[CarrierIntegration]:
+    """The active integrations whose secret signed ``raw`` (usually one; none for a bad signature)."""
     signature = signature.strip().lower()
     if len(signature) != 64:
-        return False
-    for secret in CarrierIntegration.objects.filter(is_active=True).values_list("secret", flat=True):
-        expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return []
+    signed = []
+    for integration in CarrierIntegration.objects.filter(is_active=True):
+        if not integration.secret:  # a secret no key opens any more verifies nothing
+            continue
+        expected = hmac.new(integration.secret.encode(), raw, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature):
-            return True
-    return False
+            signed.append(integration)
+    return signed

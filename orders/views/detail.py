@@ -51,7 +51,7 @@ def _detail_context(request, order, bound=None):
         "buyer": order.buyer_for(organisation_of(request)),
         "events": order.events.select_related("actor_user", "actor_organisation").order_by("seq"),
         "group": visible.split_group(order.trade_no, order.sku).order_by("pk"),
-        "fees": group_fees(order.trade_no, order.sku),
+        "fees": group_fees(order.trade_no, order.sku, orders=visible),
         "forms": forms,
         "cases": live_cases_of(order),
         "may_escalate": request.user.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER)

@@ -253,7 +253,7 @@ def test_two_scan_batches_locking_orders_in_opposite_order_both_land(
     from portal.models import CarrierIntegration
 
     secret = "carrier-secret-for-the-race"
-    CarrierIntegration.objects.create(name="sf-express", secret=secret)
+    CarrierIntegration.objects.create(name="sf-express", secret=secret, carrier_codes="SF")
     first, second = (advance(new_order(merchant_org, provider_org), S.INBOUND) for _ in range(2))
     # Each step holds its order a moment, so the two batches meet head-on.
     monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.3)])

@@ -4,6 +4,7 @@ scan station typed into as a keyboard-wedge scanner does, and next order."""
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from orders.choices import Action
 from orders.choices import OrderState as S
@@ -78,7 +79,7 @@ def test_twenty_parcels_scanned_in_a_row_are_signed_in_without_a_page_load(
     for parcel in parcels:
         page.keyboard.type(parcel.inbound_tracking_no.lower())
         page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('#scan-log [data-outcome=\"done\"]').length === 20")
+    expect(page.locator('#scan-log [data-outcome="done"]')).to_have_count(20, timeout=30000)
     page.keyboard.type(parcels[0].inbound_tracking_no)
     page.keyboard.press("Enter")
     page.wait_for_selector('#scan-log [data-outcome="already"]')

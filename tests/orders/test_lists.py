@@ -216,7 +216,7 @@ def busy(merchant_org, merchant2_org, provider_org):
         grouped = state in (S.ARRIVED, S.SIGNED_IN)
         for i in range(12):
             merchant = merchant_org if i % 2 else merchant2_org
-            trade_no = f"T-{slug}-{i // 2}" if grouped else None
+            trade_no = f"T-{slug}-{i % 2}-{i // 4}" if grouped else None
             make(merchant, provider_org, slug, trade_no=trade_no, sku="S", deadline_in=timedelta(hours=40))
 
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.urls import reverse
 from django.utils import timezone
 
@@ -158,32 +159,94 @@ def test_emails_have_text_and_html_in_the_recipients_language(team, merchant_org
     assert delivery.deliver_due() == {"sent": 0, "failed": 0}
 
 
-def test_a_failing_send_is_retried_with_back_off_then_marked_failed(
+def test_a_failing_send_is_retried_with_capped_back_off_for_the_window_then_marked_failed(
     team, merchant_org, provider_org, settings, monkeypatch
 ):
-    settings.NOTIFY_MAX_ATTEMPTS = 3
+    settings.NOTIFY_RETRY_BASE_SECONDS = 60
+    settings.NOTIFY_RETRY_MAX_SECONDS = 600
+    settings.NOTIFY_RETRY_WINDOW_HOURS = 24
     order = new_order(merchant_org, provider_org)
     cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
-    calls = []
+    Notification.objects.exclude(recipient=team["operator"]).delete()
 
     def refuse(notification, connection=None):
-        calls.append(notification.pk)
         raise OSError("SMTP server down")
 
     monkeypatch.setattr(delivery, "send", refuse)
+    before = timezone.now()
     delivery.deliver_due()
-    row = Notification.objects.filter(recipient=team["operator"]).get()
+    row = Notification.objects.get()
     assert row.email_status == EmailStatus.PENDING and row.attempts == 1
     assert "SMTP server down" in row.last_error
-    assert row.next_attempt_at > timezone.now() + timedelta(seconds=50)
-    first_wait = row.next_attempt_at
+    assert before <= row.failing_since <= timezone.now()
+    assert timedelta(seconds=59) < row.next_attempt_at - row.failing_since < timedelta(seconds=62)
+    first_failure = row.failing_since
 
-    for _ in range(2):
+    # Ten more failures: the wait doubles to the cap and stays there; the window still runs from the first.
+    for _ in range(10):
         Notification.objects.update(next_attempt_at=timezone.now())
         delivery.deliver_due()
     row.refresh_from_db()
-    assert row.email_status == EmailStatus.FAILED and row.attempts == 3
-    assert delivery.backoff(2) == 2 * delivery.backoff(1) and first_wait
+    assert row.email_status == EmailStatus.PENDING and row.attempts == 11
+    assert row.failing_since == first_failure
+    assert timedelta(seconds=598) < row.next_attempt_at - timezone.now() <= timedelta(seconds=600)
+
+    # 23 h 55 min into the outage the next wait (10 min) would end past 24 h: it is given up.
+    Notification.objects.update(next_attempt_at=timezone.now(), failing_since=timezone.now() - timedelta(minutes=1435))
+    delivery.deliver_due()
+    row.refresh_from_db()
+    assert row.email_status == EmailStatus.FAILED and row.next_attempt_at is None and row.attempts == 12
+
+
+def test_back_off_doubles_from_the_base_up_to_the_cap(settings):
+    settings.NOTIFY_RETRY_BASE_SECONDS = 60
+    settings.NOTIFY_RETRY_MAX_SECONDS = 1800
+    waits = [delivery.backoff(n).total_seconds() for n in range(1, 9)]
+    assert waits == [60, 120, 240, 480, 960, 1800, 1800, 1800]
+    assert delivery.backoff(10_000).total_seconds() == 1800  # a long outage cannot overflow
+
+
+class RecordingAtClose(locmem.EmailBackend):
+    """The local mail backend behaving like the SMTP one: sending on a closed
+    connection opens it and closes it (QUIT) afterwards. Notes each
+    notification's status at every close."""
+
+    seen_at_close = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connected = False
+
+    def open(self):
+        if self.connected:
+            return False
+        self.connected = True
+        return True
+
+    def close(self):
+        RecordingAtClose.seen_at_close.append(sorted(Notification.objects.values_list("email_status", flat=True)))
+        self.connected = False
+
+    def send_messages(self, messages):
+        opened_here = self.open()
+        try:
+            return super().send_messages(messages)
+        finally:
+            if opened_here:
+                self.close()
+
+
+def test_an_email_is_marked_sent_before_the_connection_is_closed(team, merchant_org, provider_org, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RecordingAtClose"
+    RecordingAtClose.seen_at_close = []
+    order = new_order(merchant_org, provider_org)
+    cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
+    count = Notification.objects.count()
+
+    assert delivery.deliver_due() == {"sent": count, "failed": 0}
+    # One connection for the batch, closed once, after every row was recorded as sent.
+    assert RecordingAtClose.seen_at_close[0] == [EmailStatus.SENT] * count
+    assert len(mail.outbox) == count
 
 
 def test_a_row_left_sending_by_a_dead_worker_is_taken_again_after_its_lease(team, merchant_org, provider_org, settings):
@@ -260,7 +323,12 @@ def test_preferences_are_saved_and_money_at_risk_cannot_be_switched_off(client, 
 def test_administrators_see_failed_emails_and_send_them_again(admin_client, team, merchant_org, provider_org):
     order = new_order(merchant_org, provider_org)
     cases.escalate_order(order, workflow.Actor.of_user(team["merchant"]), "help")
-    Notification.objects.update(email_status=EmailStatus.FAILED, last_error="SMTPRecipientsRefused: no such user")
+    Notification.objects.update(
+        email_status=EmailStatus.FAILED,
+        attempts=30,
+        failing_since=timezone.now() - timedelta(hours=25),
+        last_error="SMTPRecipientsRefused: no such user",
+    )
     page = admin_client.get(reverse("admin:portal_notification_changelist"), {"email_status": "failed"})
     assert "SMTPRecipientsRefused" in page.content.decode()
     ids = list(Notification.objects.values_list("pk", flat=True))
@@ -268,6 +336,8 @@ def test_administrators_see_failed_emails_and_send_them_again(admin_client, team
         reverse("admin:portal_notification_changelist"), {"action": "send_again", "_selected_action": ids}
     )
     assert set(Notification.objects.values_list("email_status", flat=True)) == {EmailStatus.PENDING}
+    # A fresh retry window: the outage that failed them counts no more.
+    assert set(Notification.objects.values_list("attempts", "failing_since")) == {(0, None)}
     assert delivery.deliver_due()["sent"] == len(ids)
 
 
