@@ -8,6 +8,7 @@ and malformed tracking numbers with ``errors.InvalidInput`` naming the field.
 import datetime
 import re
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +39,9 @@ _TRACKING_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
 # character would make the record impossible to address.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
 _IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+# On the model fields too, so every way in (the API, an import, the demo)
+# makes orders that can be addressed by URL.
+identifier_validator = RegexValidator(IDENTIFIER_PATTERN, msg_identifier)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

@@ -20,6 +20,7 @@ from orders.choices import (
     ScanStatus,
     SplitChoice,
 )
+from orders.inputs import identifier_validator
 from portal.choices import OrganisationKind
 from portal.scoping import ScopedQuerySet
 
@@ -84,8 +85,8 @@ class Order(models.Model):
     ``OrderEvent`` whose ``seq`` is the new version.
     """
 
-    order_no = models.CharField(_("order number"), max_length=64, unique=True)
-    trade_no = models.CharField(_("trade number"), max_length=64)
+    order_no = models.CharField(_("order number"), max_length=64, unique=True, validators=[identifier_validator])
+    trade_no = models.CharField(_("trade number"), max_length=64, validators=[identifier_validator])
     merchant = models.ForeignKey(
         "portal.Organisation",
         verbose_name=_("merchant"),
@@ -100,7 +101,7 @@ class Order(models.Model):
         related_name="provider_orders",
         limit_choices_to={"kind": OrganisationKind.PROVIDER},
     )
-    sku = models.CharField(_("SKU"), max_length=64)
+    sku = models.CharField(_("SKU"), max_length=64, validators=[identifier_validator])
     item_title = models.CharField(_("item"), max_length=300)
     quantity = models.PositiveIntegerField(_("quantity"), default=1, validators=[MinValueValidator(1)])
     amount = models.DecimalField(

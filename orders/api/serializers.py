@@ -1,16 +1,15 @@
 import re
 from decimal import Decimal
 
-from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
 from orders.inputs import (
-    IDENTIFIER_PATTERN,
     MAX_EXTENSION_HOURS,
     MAX_TEXT,
+    identifier_validator,
     is_identifier,
     msg_identifier,
     msg_time_range,
@@ -58,13 +57,13 @@ def text(max_length=MAX_TEXT, required=True, **kwargs):
 
 
 class IdentifierField(serializers.CharField):
-    """An order, trade or SKU number: a usable path segment (``orders.inputs.IDENTIFIER_PATTERN``)."""
+    """An order, trade or SKU number: a usable path segment (``orders.inputs.identifier_validator``)."""
 
     default_error_messages = {"identifier": msg_identifier}
 
     def __init__(self, **kwargs):
         # The validator puts the pattern in the schema; the check below is the one that decides.
-        super().__init__(max_length=64, validators=[RegexValidator(IDENTIFIER_PATTERN, msg_identifier)], **kwargs)
+        super().__init__(max_length=64, validators=[identifier_validator], **kwargs)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)

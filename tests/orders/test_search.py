@@ -150,8 +150,8 @@ def test_list_search_shows_only_orders_in_scope(client, personas, twins, persona
 
 
 def test_several_matches_are_listed_under_the_value_typed(client, provider, merchant_org, provider_org):
-    first = numbered(merchant_org, provider_org, "a", trade_no="TR-A+B12")
-    second = numbered(merchant_org, provider_org, "b", trade_no="TR-B+B12")
+    first = numbered(merchant_org, provider_org, "a", inbound_tracking_no="TR-A+B12")
+    second = numbered(merchant_org, provider_org, "b", inbound_tracking_no="TR-B+B12")
     client.force_login(provider)
     response = client.get(reverse("orders:search"), {"q": "+b12"})
     assert response["Location"] == f"{reverse('orders:list')}?{urlencode({'q': '+b12'})}"

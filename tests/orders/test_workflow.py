@@ -247,3 +247,11 @@ def test_screens_offer_exactly_the_actions_the_workflow_would_take(merchant_org,
                 except errors.WorkflowError:
                     works = False
                 assert works == (action in offered), (state, role, action)
+
+
+@pytest.mark.parametrize("field,value", [("order_no", "A/B"), ("order_no", ".."), ("trade_no", "T 1"), ("sku", "")])
+def test_an_order_that_could_not_be_addressed_is_refused_on_every_way_in(merchant_org, provider_org, field, value):
+    with pytest.raises(errors.InvalidInput) as refused:
+        new_order(merchant_org, provider_org, **{field: value})
+    assert field in refused.value.fields
+    assert not Order.objects.exists()
