@@ -132,6 +132,8 @@ def test_a_deadline_is_applied_on_time_while_the_mail_server_hangs(
     logger.warning(
         "smtp drill: deadline applied %.2f s after it fell due; mail still hanging: %s", delay, mail_still_hanging
     )
-    assert delay < 3, delay
+    # Behind the mail it would wait out the 30 s SMTP time-out; on its own queue
+    # it is applied at the next nudge (the bound leaves room for a busy machine).
+    assert delay < 10, delay
     assert mail_still_hanging, "the drill must apply the deadline while the mail worker is held"
     assert Notification.objects.filter(email_status=EmailStatus.SENT).count() == 0
