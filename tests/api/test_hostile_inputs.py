@@ -97,7 +97,9 @@ def assert_no_server_error(client, routes):
     for name, method, url in routes:
         for label, (verb, *args), extra in hostile_requests(method, url):
             response = getattr(client, verb)(*args, **extra)
-            assert response.status_code < 500, (name, label, response.status_code)
+            # /health/'s 503 is its answer to a slow or missing service, not a crash.
+            unhealthy = name == "health" and response.status_code == 503
+            assert response.status_code < 500 or unhealthy, (name, label, response.status_code)
             seen += 1
     assert seen > len(routes) * 8  # every route got the whole list
 
