@@ -5,8 +5,3 @@ from django.utils.translation import gettext_lazy as _
 class OrdersConfig(AppConfig):
     name = "orders"
     verbose_name = _("Orders")
-
-    def ready(self):
-        from orders import carrier, workflow
-
-        workflow.on_step(carrier.on_step)

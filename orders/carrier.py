@@ -103,9 +103,10 @@ def apply_stored(pks, attempts: int = 3) -> int:
     return left
 
 
-def on_step(order, event, actor):
-    """After a workflow step: a new order, or a new inbound number or waybill,
-    may be what scans that arrived early were waiting for."""
+def on_step(order, event, actor, params):
+    """After a workflow step (one of ``workflow.REACTIONS``): a new order, or
+    a new inbound number or waybill, may be what scans that arrived early were
+    waiting for. Applying one calls ``workflow.perform`` again."""
     if event.action == Action.CREATE or {"inbound_tracking_no", "waybill_no"} & event.payload["changes"].keys():
         apply_waiting_scans(order)
 

@@ -21,6 +21,13 @@ class OrderState(models.TextChoices):
 
 TERMINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.RETURNED, OrderState.REFUNDED, OrderState.AUTO_REFUNDED})
 OPEN_STATES = frozenset(s for s in OrderState if s not in TERMINAL_STATES)
+# How near the automatic-confirmation deadline of an order not yet delivered
+# may come: under DEADLINE_AT_RISK_HOURS it is at risk (SPEC §3
+# deadline_at_risk; red on the lists and on the operator's home), under
+# DEADLINE_NEAR_HOURS it is near (a pending sign-in turns high; amber). The
+# screens state these numbers in their text, and RiskSettings starts from them.
+DEADLINE_AT_RISK_HOURS = 48
+DEADLINE_NEAR_HOURS = 72
 # The order in which an order normally passes through the states; used to
 # tell a carrier scan that came early from one that came late.
 FLOW_ORDER = [

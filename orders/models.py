@@ -8,7 +8,6 @@ from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import (
-    FEE_RESULTS,
     OPEN_STATES,
     Action,
     AppraisalResult,
@@ -25,8 +24,12 @@ from portal.choices import OrganisationKind
 from portal.scoping import ScopedQuerySet
 
 _open = Q(state__in=sorted(OPEN_STATES))
-# A parcel at the provider waiting to be signed for, and since when.
+# A parcel at the provider waiting to be signed for (SPEC §3 pending_sign_in):
+# arrived, or still inbound with the carrier's delivery scan on record; and
+# since when. The state test comes first so the query matches the partial
+# index ``order_pending_since``.
 PENDING_STATES = [OrderState.INBOUND, OrderState.ARRIVED]
+PENDING_SIGN_IN_Q = Q(state__in=PENDING_STATES) & (Q(state=OrderState.ARRIVED) | Q(inbound_delivered_at__isnull=False))
 ARRIVED_AT = Coalesce("inbound_delivered_at", "state_changed_at")
 
 
@@ -38,6 +41,10 @@ class OrderQuerySet(ScopedQuerySet):
 
     def split_group(self, trade_no, sku):
         return self.filter(trade_no=trade_no, sku=sku)
+
+    def pending_sign_in(self):
+        """Parcels at the provider waiting to be signed for (``PENDING_SIGN_IN_Q``)."""
+        return self.filter(PENDING_SIGN_IN_Q)
 
     def for_lists(self):
         """What every order table shows, in one query; ``attach_live_cases``
@@ -169,10 +176,6 @@ class Order(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state not in OPEN_STATES
-
-    @property
-    def carries_appraisal_fee(self) -> bool:
-        return self.appraisal_result in FEE_RESULTS
 
     def buyer_for(self, organisation) -> dict:
         """The buyer's details as ``organisation`` may see them: providers get
@@ -312,9 +315,6 @@ class SplitGroup(models.Model):
 
     def __str__(self):
         return f"{self.trade_no} / {self.sku}"
-
-    def orders(self):
-        return Order.objects.split_group(self.trade_no, self.sku)
 
 
 class CarrierScan(models.Model):

@@ -1,23 +1,26 @@
 """The one door through which an order is created and changes state (SPEC §2).
 
 Views, API endpoints, carrier scans, Celery tasks and commands call
-``create_order``, ``perform`` or ``apply_deadlines``; nothing else writes
-``Order.state``. Each call locks what it changes, checks that this actor may
-take this step from this state, enforces the invariants of SPEC §2.2, and
-writes the order, its ``OrderEvent`` and any fee in one transaction, or
-raises one of ``orders.errors`` and writes nothing.
+``create_order`` or ``perform``; besides them only the set-wise deadline in
+``orders.expiry`` writes ``Order.state``. Each call locks what it changes,
+checks that this actor may take this step from this state, enforces the
+invariants of SPEC §2.2, and writes the order, its ``OrderEvent``, any fee
+(``charge_fees``) and what the ``REACTIONS`` do in one transaction, or raises
+one of ``orders.errors`` and writes nothing.
 """
 
 import datetime
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors, inputs
@@ -34,8 +37,9 @@ from orders.choices import (
     VerifyOutcome,
 )
 from orders.events import build_event, snapshot
-from orders.models import FeeCharge, Order, OrderEvent, SplitGroup
+from orders.models import FeeCharge, Order, SplitGroup
 from portal.choices import OrganisationKind
+from portal.models import Organisation
 
 S = OrderState
 A = Action
@@ -201,18 +205,34 @@ _msg_invalid_order = _("The order is not valid; see the fields.")
 
 # --- reactions ------------------------------------------------------------------
 
-# What other parts of the portal must do in the same transaction as a step
-# (carrier scans waiting for a new number apply; a blocked flow opens its risk
-# case and reaches the platform at once). The apps that own those reactions
-# register them when they start.
-_REACTIONS: list = []
+# What other parts of the portal do after every step and every creation, in
+# this order and inside the same transaction, so a failing reaction undoes the
+# step. Each entry is a dotted path, resolved on first use: orders' engine
+# names risks here but never imports it at module load. Each is called as
+# ``reaction(order, event, actor, params)`` with the order as saved, its new
+# ``OrderEvent`` and the cleaned parameters of the step (empty on creation).
+# Tests that need one more (say, a pause before commit) replace the tuple with
+# ``monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, fn))``:
+# an entry may also be the callable itself.
+REACTIONS: tuple = (
+    # Carrier scans that arrived before their order or their number apply
+    # now; each applied scan calls ``perform`` again (re-entry).
+    "orders.carrier.on_step",
+    # A blocked flow or an offline scan opens its risk case, a verification
+    # answers or escalates its case (notifying the platform), and live cases
+    # whose condition the step removed resolve.
+    "risks.reactions.on_step",
+)
 
 
-def on_step(reaction):
-    """Register ``reaction(order, event, actor)`` to run after every step, inside its transaction."""
-    if reaction not in _REACTIONS:
-        _REACTIONS.append(reaction)
-    return reaction
+@functools.cache
+def _resolve(entries) -> tuple:
+    return tuple(import_string(e) if isinstance(e, str) else e for e in entries)
+
+
+def _react(order, event, actor, params) -> None:
+    for reaction in _resolve(REACTIONS):
+        reaction(order, event, actor, params)
 
 
 # --- the door -------------------------------------------------------------------
@@ -239,6 +259,19 @@ def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expect
     (carrier, sweep) pass ``None`` to act on the order as it is now.
     ``occurred_at`` is when it happened (the carrier's time for a scan);
     it defaults to now. Raises an ``errors.WorkflowError`` on any refusal.
+
+    In the same transaction, after the order and its event are saved, it
+    charges the step's fees (``charge_fees``, SPEC §2.3) and runs the
+    ``REACTIONS`` in order:
+
+    1. ``orders.carrier.on_step``: when the step gave the order a new inbound
+       number or waybill, carrier scans that were waiting for it apply. Each
+       applied scan calls ``perform`` again, so ``perform`` may re-enter
+       itself through the carrier (nested, in this same transaction);
+    2. ``risks.reactions.on_step``: a blocked flow or an offline scan opens
+       its risk case, a verification of a pending parcel answers or escalates
+       its case (escalations notify the platform through the outbox), and live
+       cases whose condition the step removed resolve.
     """
     if expected_version is _FROM_INSTANCE:
         expected_version = order.version
@@ -428,23 +461,78 @@ def _save(change):
         occurred_at=change.occurred_at,
     )
     event.save()
-    _charge_fees(order, change)
-    for reaction in _REACTIONS:
-        reaction(order, event, change.actor)
-
-
-def _charge_fees(order, change):
-    """SPEC §2.3: a logistics fee when the online waybill is picked up, an
-    appraisal fee when a pass/fail order completes or returns."""
     move = change.move
-    if move.action == A.CARRIER_PICKUP and move.target == S.OUTBOUND:
-        _charge(order, FeeKind.LOGISTICS, order.provider.logistics_fee, change.occurred_at, order.waybill_no)
-    if move.target in (S.COMPLETED, S.RETURNED) and order.appraisal_result in FEE_RESULTS:
-        _charge(order, FeeKind.APPRAISAL, order.provider.appraisal_fee, change.occurred_at)
+    charge_fees(
+        [
+            FeeDue(
+                order.pk,
+                order.provider_id,
+                move.action,
+                move.target,
+                order.appraisal_result,
+                change.occurred_at,
+                order.waybill_no,
+            )
+        ]
+    )
+    _react(order, event, change.actor, change.params)
 
 
-def _charge(order, kind, amount, when, waybill_no=""):
-    FeeCharge.objects.create(order=order, kind=kind, amount=amount, charged_at=when, waybill_no=waybill_no)
+class FeeDue(NamedTuple):
+    """One step whose fees are to be charged: the order it moved, by which
+    action to which state, its appraisal result then, and when."""
+
+    order_id: int
+    provider_id: int
+    action: str
+    target: str
+    appraisal_result: str
+    occurred_at: datetime.datetime
+    waybill_no: str = ""
+
+
+def fees_due(action, target, appraisal_result) -> tuple:
+    """SPEC §2.3: the fees a step charges. A logistics fee when the online
+    waybill is picked up, an appraisal fee when a pass/fail order completes
+    (confirmed or past its deadline) or returns."""
+    kinds = []
+    if action == A.CARRIER_PICKUP and target == S.OUTBOUND:
+        kinds.append(FeeKind.LOGISTICS)
+    if target in (S.COMPLETED, S.RETURNED) and appraisal_result in FEE_RESULTS:
+        kinds.append(FeeKind.APPRAISAL)
+    return tuple(kinds)
+
+
+# The provider's fee each kind charges, at the moment of the step.
+_FEE_FIELDS = {FeeKind.LOGISTICS: "logistics_fee", FeeKind.APPRAISAL: "appraisal_fee"}
+
+
+def charge_fees(steps) -> int:
+    """Charge the fees of ``steps`` (``FeeDue`` rows), at the provider's
+    amounts now, in one insert; returns how many were charged. Both ``perform``
+    and the batch expiry (``orders.expiry``) charge through here."""
+    due = [(step, kind) for step in steps for kind in fees_due(step.action, step.target, step.appraisal_result)]
+    if not due:
+        return 0
+    providers = {
+        row["pk"]: row
+        for row in Organisation.objects.filter(pk__in={step.provider_id for step, _kind in due}).values(
+            "pk", *_FEE_FIELDS.values()
+        )
+    }
+    FeeCharge.objects.bulk_create(
+        [
+            FeeCharge(
+                order_id=step.order_id,
+                kind=kind,
+                amount=providers[step.provider_id][_FEE_FIELDS[kind]],
+                charged_at=step.occurred_at,
+                waybill_no=step.waybill_no if kind == FeeKind.LOGISTICS else "",
+            )
+            for step, kind in due
+        ]
+    )
+    return len(due)
 
 
 # --- creation -------------------------------------------------------------------
@@ -456,7 +544,9 @@ def create_order(actor: Actor, **fields) -> Order:
     ``fields`` are the §6.2 creation fields with organisations as instances.
     Raises ``errors.NotAllowed`` for any actor but the platform,
     ``errors.TradeOfOtherMerchant`` if the trade has orders of another
-    merchant and ``errors.Conflict`` if the order number exists.
+    merchant and ``errors.Conflict`` if the order number exists. The
+    ``REACTIONS`` run as after a step, with no parameters: scans that named
+    this order before it existed apply (calling ``perform``).
     """
     if actor.role != PLATFORM:
         raise errors.NotAllowed(action=A.CREATE.label)
@@ -491,8 +581,7 @@ def create_order(actor: Actor, **fields) -> Order:
                 group, _created = SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
                 if group.closed_at is not None:
                     SplitGroup.objects.filter(pk=group.pk).update(closed_at=None)
-            for reaction in _REACTIONS:
-                reaction(order, event, actor)
+            _react(order, event, actor, {})
     except IntegrityError:
         raise errors.Conflict(_msg_exists, order_no=order.order_no) from None
     order.refresh_from_db()
@@ -519,95 +608,3 @@ def lock_split_groups(groups) -> None:
     if keys:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
-
-
-# --- the deadline, set-wise ------------------------------------------------------
-
-
-def apply_deadlines(now=None, batch_size=500) -> dict:
-    """SPEC §2.1: past ``auto_confirm_at``, a delivered order completes and any
-    other open order is auto-refunded (a loss).
-
-    Works in batches of locked rows (``SKIP LOCKED`` on PostgreSQL) with a
-    state condition on every update, so two runs at once share the work and
-    never move an order twice. The event time is the deadline itself. Returns
-    how many orders were completed and auto-refunded.
-    """
-    now = now or timezone.now()
-    totals = {"completed": 0, "auto_refunded": 0}
-    actor = Actor.system(EventSource.SWEEP)
-    while True:
-        with transaction.atomic():
-            rows = list(
-                Order.objects.open()
-                .filter(auto_confirm_at__lte=now)
-                .select_for_update(skip_locked=True)
-                .order_by("auto_confirm_at", "pk")
-                .values("pk", "state", "version", "auto_confirm_at", "appraisal_result", "provider_id")[:batch_size]
-            )
-            if not rows:
-                return totals
-            _expire_batch(rows, actor, totals)
-
-
-def _expire_batch(rows, actor, totals):
-    events, fees = [], []
-    for target in (S.COMPLETED, S.AUTO_REFUNDED):
-        batch = [r for r in rows if _expiry_target(r["state"]) == target]
-        if not batch:
-            continue
-        updates = {"state": target, "state_changed_at": F("auto_confirm_at"), "version": F("version") + 1}
-        if target == S.COMPLETED:
-            updates["confirmed_at"] = F("auto_confirm_at")
-        moved = Order.objects.filter(pk__in=[r["pk"] for r in batch], state__in=[r["state"] for r in batch]).update(
-            **updates
-        )
-        if moved != len(batch):
-            # Cannot happen under the row locks; refuse rather than log events that did not happen.
-            raise errors.Conflict()
-        totals[target.value] += moved
-        for row in batch:
-            changes = {"state_changed_at": row["auto_confirm_at"]}
-            if target == S.COMPLETED:
-                changes["confirmed_at"] = row["auto_confirm_at"]
-                if row["appraisal_result"] in FEE_RESULTS:
-                    fees.append(row)
-            stub = Order(pk=row["pk"], state=target, version=row["version"] + 1)
-            events.append(
-                build_event(
-                    stub,
-                    action=A.EXPIRE,
-                    actor=actor,
-                    from_state=row["state"],
-                    changes=changes,
-                    params={},
-                    occurred_at=row["auto_confirm_at"],
-                )
-            )
-    OrderEvent.objects.bulk_create(events)
-    if fees:
-        _charge_appraisal_fees(fees)
-
-
-def _expiry_target(state):
-    (move,) = moves_from(state, A.EXPIRE)
-    return move.target
-
-
-def _charge_appraisal_fees(rows):
-    from portal.models import Organisation
-
-    fee_by_provider = dict(
-        Organisation.objects.filter(pk__in={r["provider_id"] for r in rows}).values_list("pk", "appraisal_fee")
-    )
-    FeeCharge.objects.bulk_create(
-        [
-            FeeCharge(
-                order_id=r["pk"],
-                kind=FeeKind.APPRAISAL,
-                amount=fee_by_provider[r["provider_id"]],
-                charged_at=r["auto_confirm_at"],
-            )
-            for r in rows
-        ]
-    )

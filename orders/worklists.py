@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import OPEN_STATES, Action, AppraisalResult, OrderState
+from orders.models import PENDING_SIGN_IN_Q
 
 S = OrderState
 
@@ -52,7 +53,7 @@ WORKLISTS = (
     Worklist(
         PENDING_SIGN_IN,
         _("Pending sign-in"),
-        Q(state=S.ARRIVED) | Q(state=S.INBOUND, inbound_delivered_at__isnull=False),
+        PENDING_SIGN_IN_Q,
         action=Action.SIGN_IN,
         numbers=("inbound_tracking_no",),
         whole_parcel=True,

@@ -57,17 +57,6 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return items
 
 
-def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    """One of ``choices``; anything else is an error."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
-    return value
-
-
 def env_url(name: str, schemes: tuple[str, ...], default: str = "") -> str:
     """A URL whose scheme is one of ``schemes``; another scheme is an error."""
     raw = os.environ.get(name, "").strip()

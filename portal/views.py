@@ -14,15 +14,13 @@ from django.views import defaults
 from django.views.decorators.http import require_POST
 
 from orders import worklists
-from orders.choices import OPEN_STATES, OrderState
+from orders.choices import DEADLINE_AT_RISK_HOURS, OPEN_STATES, OrderState
 from orders.models import Order
 from orders.tables import OrderTable
 from portal import apikeys
 from portal.choices import OrganisationKind
 from portal.models import ApiKey
 from portal.paging import paginate
-
-AT_RISK_HOURS = 48
 
 
 class ApiKeyForm(forms.Form):
@@ -58,7 +56,7 @@ def operator_home(request):
     if request.user.kind != OrganisationKind.PLATFORM:
         raise Http404
     orders = Order.objects.visible_to(request.user)
-    soon = timezone.now() + timezone.timedelta(hours=AT_RISK_HOURS)
+    soon = timezone.now() + timezone.timedelta(hours=DEADLINE_AT_RISK_HOURS)
     at_risk = orders.filter(state__in=sorted(OPEN_STATES - {OrderState.DELIVERED}), auto_confirm_at__lte=soon)
     counts = dict(orders.values_list("state").annotate(n=Count("pk")).order_by())
     table = OrderTable(at_risk.for_lists().order_by("auto_confirm_at"), exclude=["select"])

@@ -25,9 +25,6 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", _("Critical")
 
 
-SEVERITY_RANK = {Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
-
-
 class CaseStatus(models.TextChoices):
     OPEN = "open", _("Open")
     ACKNOWLEDGED = "acknowledged", _("Acknowledged")
@@ -50,7 +47,6 @@ class CaseEventKind(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", _("Acknowledged")
     ESCALATED = "escalated", _("Escalated")
     RESOLVED = "resolved", _("Resolved")
-    NOTE = "note", _("Note")
     SPLIT_CHOICE = "split_choice", _("Merchant's split-order choice")
 
 

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, When
 from django.utils.translation import gettext_lazy as _
 
+from orders.choices import DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS
 from orders.models import Order
 from portal.choices import OrganisationKind
 from portal.scoping import ScopedQuerySet
@@ -34,9 +35,11 @@ class RiskSettings(models.Model):
     """The thresholds of SPEC §3, one row, edited by administrators in the admin."""
 
     pending_sign_in_hours = _hours(_("pending sign-in: hours unsigned"), 24)
-    pending_sign_in_high_within_hours = _hours(_("pending sign-in: high severity within hours of the deadline"), 72)
+    pending_sign_in_high_within_hours = _hours(
+        _("pending sign-in: high severity within hours of the deadline"), DEADLINE_NEAR_HOURS
+    )
     unconfirmable_hours = _hours(_("unconfirmable split order: hours without a waybill or pickup"), 24)
-    deadline_at_risk_hours = _hours(_("deadline at risk: hours before the deadline"), 48)
+    deadline_at_risk_hours = _hours(_("deadline at risk: hours before the deadline"), DEADLINE_AT_RISK_HOURS)
     escalate_overdue_after_hours = _hours(_("hours after its due time an open case escalates"), 12)
     sla_awaiting_shipment_hours = _hours(_("SLA awaiting shipment (merchant)"), 48)
     sla_inbound_hours = _hours(_("SLA in transit to provider (merchant)"), 96)
@@ -315,7 +318,6 @@ class EntryKind(models.TextChoices):
     ACTION = "action", _("Action on the order")
     RESOLVED = "resolved", _("Resolved")
     REJECTED = "rejected", _("Rejected")
-    REMINDER = "reminder", _("Reminder")
 
 
 class EscalationEntryQuerySet(models.QuerySet):

@@ -21,8 +21,9 @@ CLEARED_BY_STEP = gettext_noop("A step on the order cleared the condition; the c
 FINISHED = gettext_noop("The order is finished; the case stays on record with the money that was at risk.")
 
 
-def on_step(order, event, actor):
-    """Called by the workflow after every step, inside its transaction:
+def on_step(order, event, actor, params):
+    """Called by the workflow after every step (one of ``workflow.REACTIONS``),
+    inside its transaction, with the step's cleaned ``params``:
 
     1. a step that is itself a risk (a blocked flow, an offline scan) opens its case;
     2. a verification of a pending parcel answers (or escalates) its case;
@@ -36,7 +37,7 @@ def on_step(order, event, actor):
         hits = rules.RULES[rule](ctx, Order.objects.filter(pk=order.pk))
         sweep.open_hits(rule, hits, now)
     elif event.action == Action.VERIFY_PENDING:
-        _verified(order, event, actor)
+        _verified(order, actor, params)
     if event.action != Action.CREATE:
         # A verification answers (or escalates) its case itself: it is the
         # person's answer, not a condition that went away.
@@ -72,11 +73,11 @@ def _resolve_cleared(order, keep):
     sweep.resolve_rows(cleared, Resolution.CONDITION_CLEARED, now, why=why)
 
 
-def _verified(order, event, actor):
+def _verified(order, actor, params):
     """The provider recorded why a parcel is unsigned: that answers the case;
     "cannot determine" and "system refuses" go to the platform at once."""
-    outcome = event.payload["params"]["outcome"]
-    note = event.payload["params"].get("note", "")
+    outcome = params["outcome"]
+    note = params.get("note", "")
     text = VerifyOutcome(outcome).label + (f": {note}" if note else "")
     case = _live(order, Rule.PENDING_SIGN_IN).first()
     if outcome in ESCALATING_OUTCOMES:

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 
-from orders.choices import OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
-from orders.models import ARRIVED_AT, PENDING_STATES, Order, OrderEvent
+from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
+from orders.models import ARRIVED_AT, Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 from risks.choices import Rule, Severity
@@ -124,10 +124,9 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
     )
     rows = (
         _base(orders)
-        .filter(state__in=PENDING_STATES)
+        .pending_sign_in()
         .annotate(arrived_at=ARRIVED_AT)
         .filter(arrived_at__lte=ctx.now - threshold)
-        .filter(Q(state=S.ARRIVED) | Q(inbound_delivered_at__isnull=False))
         .exclude(Exists(verified))
         .values(*ORDER_FIELDS, "arrived_at")
     )
@@ -208,15 +207,17 @@ def offline_shipment(ctx, orders=None) -> list[Hit]:
     ]
 
 
+# Each split group's members counted in one pass. The state and result codes
+# are bound as parameters from their enums (see ``_read_groups``).
 _GROUPS_SQL = """
 SELECT g.id, g.trade_no, g.sku, g.choice,
        COUNT(*) AS size,
        COUNT(*) FILTER (WHERE o.state IN ({open})) AS open_orders,
-       COUNT(*) FILTER (WHERE o.appraisal_result IN ('pass', 'fail')) AS appraised,
+       COUNT(*) FILTER (WHERE o.appraisal_result IN ({appraised})) AS appraised,
        COUNT(*) FILTER (WHERE o.picked_up_at IS NOT NULL) AS picked_up,
-       COUNT(*) FILTER (WHERE o.state <> 'refunded') AS not_refunded,
-       COUNT(*) FILTER (WHERE o.appraisal_result IN ('pass', 'fail')
-                          OR (o.appraisal_result = 'not_required' AND o.state IN ('delivered', 'completed')))
+       COUNT(*) FILTER (WHERE o.state <> %(refunded)s) AS not_refunded,
+       COUNT(*) FILTER (WHERE o.appraisal_result IN ({appraised})
+                          OR (o.appraisal_result = %(not_required)s AND o.state IN ({delivered})))
            AS kept_and_delivered,
        SUM(o.amount) AS total,
        MIN(o.id) AS first_order,
@@ -226,6 +227,9 @@ JOIN orders_order o ON o.trade_no = g.trade_no AND o.sku = g.sku
 WHERE g.closed_at IS NULL {only}
 GROUP BY g.id, g.trade_no, g.sku, g.choice
 """
+# The states of an order handed to the buyer: a kept "no appraisal needed"
+# order counts once it reaches one.
+_DELIVERED_STATES = (S.DELIVERED, S.COMPLETED)
 
 
 def group_rows(ctx) -> list[dict]:
@@ -247,11 +251,24 @@ def only_group(ctx, trade_no, sku):
 def _read_groups(only=None) -> list[dict]:
     from django.db import connection
 
+    params = {"refunded": str(S.REFUNDED), "not_required": str(AppraisalResult.NOT_REQUIRED)}
+
+    def listed(name, values):
+        # Bound one by one: an IN list reads the same on PostgreSQL and SQLite.
+        keys = [f"{name}_{i}" for i in range(len(values))]
+        params.update({key: str(value) for key, value in zip(keys, values, strict=True)})
+        return ", ".join(f"%({key})s" for key in keys)
+
     sql = _GROUPS_SQL.format(
-        open=", ".join(["%s"] * len(_open_states)), only="AND g.trade_no = %s AND g.sku = %s" if only else ""
+        open=listed("open", _open_states),
+        appraised=listed("appraised", sorted(FEE_RESULTS)),
+        delivered=listed("delivered", _DELIVERED_STATES),
+        only="AND g.trade_no = %(trade_no)s AND g.sku = %(sku)s" if only else "",
     )
+    if only:
+        params["trade_no"], params["sku"] = only
     with connection.cursor() as cursor:
-        cursor.execute(sql, [str(s) for s in _open_states] + list(only or ()))
+        cursor.execute(sql, params)
         columns = [c[0] for c in cursor.description]
         rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     providers = Organisation.objects.filter(pk__in={r["provider_id"] for r in rows})

@@ -6,12 +6,15 @@ from django.utils import timezone
 from django.utils.html import json_script
 from django.utils.translation import gettext as _
 
-from orders.choices import OPEN_STATES, OrderState, describe_parameters
+from orders.choices import (
+    DEADLINE_AT_RISK_HOURS,
+    DEADLINE_NEAR_HOURS,
+    OPEN_STATES,
+    OrderState,
+    describe_parameters,
+)
 
 register = template.Library()
-
-WARN_HOURS = 72
-DANGER_HOURS = 48
 
 
 @register.filter
@@ -65,20 +68,21 @@ def countdown(deadline, state=None) -> str:
 
 
 def deadline_class(deadline, state) -> str:
-    """Row highlight: red under 48 h, amber under 72 h, for orders not yet delivered."""
+    """Row highlight: red when the deadline is at risk, amber when it is near,
+    for orders not yet delivered (``orders.choices.DEADLINE_*_HOURS``)."""
     if state not in OPEN_STATES or state == OrderState.DELIVERED:
         return ""
     hours = (deadline - timezone.now()).total_seconds() / 3600
-    if hours < DANGER_HOURS:
+    if hours < DEADLINE_AT_RISK_HOURS:
         return "table-danger"
-    if hours < WARN_HOURS:
+    if hours < DEADLINE_NEAR_HOURS:
         return "table-warning"
     return ""
 
 
 @register.simple_tag
 def deadline_css(order) -> str:
-    """The text colour of an order's deadline: red under 48 h, amber under 72 h."""
+    """The text colour of an order's deadline, as ``deadline_class`` highlights its row."""
     return {"table-danger": "text-danger fw-semibold", "table-warning": "text-warning-emphasis fw-semibold"}.get(
         deadline_class(order.auto_confirm_at, order.state), ""
     )

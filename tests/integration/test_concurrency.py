@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from orders import carrier, errors, workflow
+from orders import carrier, errors, expiry, workflow
 from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan, Order, OrderEvent
 from tests.factories import advance, new_order
@@ -86,7 +86,7 @@ def test_two_orders_of_one_trade_and_sku_created_at_once_form_a_split_group(
     new_order(merchant_org, provider_org)  # the platform organisation exists before the threads start
     # Each creation lingers before its commit, so without a lock both would
     # look for the other before either is visible.
-    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.3)])
+    monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, lambda *args: time.sleep(0.3)))
 
     def create():
         return lambda: new_order(merchant_org, provider_org, trade_no="T-TWIN", sku="S")
@@ -101,7 +101,7 @@ def test_two_deadline_runs_at_once_move_each_order_once(postgres, merchant_org, 
     due = [new_order(merchant_org, provider_org, deadline_in=timedelta(hours=-1)) for _ in range(40)]
 
     def run():
-        return lambda: workflow.apply_deadlines(batch_size=7)
+        return lambda: expiry.apply_deadlines(batch_size=7)
 
     outcomes = run_together(run, run)
 
@@ -213,7 +213,7 @@ def test_a_scan_racing_a_sign_in_decides_on_the_signed_in_order(
     shipped = advance(new_order(merchant_org, provider_org), S.INBOUND)
     provider = workflow.Actor.of_organisation(provider_org, EventSource.WEB)
     # The sign-in holds its lock a moment before it commits; the scan arrives meanwhile.
-    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.5)])
+    monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, lambda *args: time.sleep(0.5)))
 
     def sign_in():
         mine = Order.objects.get(pk=shipped.pk)
@@ -256,7 +256,7 @@ def test_two_scan_batches_locking_orders_in_opposite_order_both_land(
     CarrierIntegration.objects.create(name="sf-express", secret=secret, carrier_codes="SF")
     first, second = (advance(new_order(merchant_org, provider_org), S.INBOUND) for _ in range(2))
     # Each step holds its order a moment, so the two batches meet head-on.
-    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.3)])
+    monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, lambda *args: time.sleep(0.3)))
     when = timezone.now() - timedelta(minutes=5)
 
     def batch(orders, minutes):
@@ -303,7 +303,7 @@ def test_the_sweep_does_not_close_a_split_group_while_an_order_joins_it(
         finished = new_order(merchant_org, provider_org, trade_no="T-JOIN", sku="S")
         workflow.perform(finished, Action.REFUND, platform_actor(), reason="buyer cancelled")
     # The third order lingers between its insert and its commit; the sweep comes meanwhile.
-    monkeypatch.setattr(workflow, "_REACTIONS", [*workflow._REACTIONS, lambda *args: time.sleep(0.6)])
+    monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, lambda *args: time.sleep(0.6)))
 
     def create():
         return lambda: new_order(merchant_org, provider_org, trade_no="T-JOIN", sku="S")

@@ -40,15 +40,14 @@ def test_a_scan_for_an_unknown_number_waits_and_applies_when_the_merchant_record
 def test_a_scan_that_missed_its_number_is_applied_by_the_periodic_retry(order, monkeypatch, settings):
     """The scan and the merchant's shipment committed at the same moment,
     each unseen by the other: the scan waits until beat's retry finds it."""
-    from orders import carrier
     from orders.tasks import retry_pending_scans
 
     delivered_at = timezone.now() - timedelta(hours=30)
     early = scan("SF5555555555", ScanStatus.DELIVERED, occurred_at=delivered_at)
     stray = scan("SF0000000001", ScanStatus.DELIVERED, occurred_at=delivered_at)
-    unseen = [r for r in workflow._REACTIONS if r is not carrier.on_step]
+    unseen = tuple(r for r in workflow.REACTIONS if r != "orders.carrier.on_step")
     with monkeypatch.context() as patch:
-        patch.setattr(workflow, "_REACTIONS", unseen)
+        patch.setattr(workflow, "REACTIONS", unseen)
         shipped = workflow.perform(
             order, Action.SHIP, workflow.Actor.of_organisation(order.merchant), carrier="SF", tracking_no="SF5555555555"
         )
@@ -77,7 +76,7 @@ def test_the_periodic_retry_reaches_every_order_however_many_wait(merchant_org, 
     late = new_order(merchant_org, provider_org)
     scan("SF6666666666", ScanStatus.DELIVERED, occurred_at=when)
     with monkeypatch.context() as patch:
-        patch.setattr(workflow, "_REACTIONS", [r for r in workflow._REACTIONS if r is not carrier.on_step])
+        patch.setattr(workflow, "REACTIONS", tuple(r for r in workflow.REACTIONS if r != "orders.carrier.on_step"))
         workflow.perform(
             late, Action.SHIP, workflow.Actor.of_organisation(late.merchant), carrier="SF", tracking_no="SF6666666666"
         )

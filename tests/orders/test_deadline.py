@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from orders import workflow
+from orders import expiry
 from orders.choices import Action, AppraisalResult, EventSource, FeeKind, OrderState
 from orders.models import FeeCharge, Order
 from orders.tasks import apply_deadlines as deadline_task
@@ -21,7 +21,7 @@ def test_a_delivered_order_past_its_deadline_completes_at_the_deadline(merchant_
     # The clock has run out while the buyer has not confirmed.
     Order.objects.filter(pk=order.pk).update(auto_confirm_at=deadline)
 
-    assert workflow.apply_deadlines() == {"completed": 1, "auto_refunded": 0}
+    assert expiry.apply_deadlines() == {"completed": 1, "auto_refunded": 0}
 
     order.refresh_from_db()
     assert order.state == S.COMPLETED
@@ -39,14 +39,14 @@ def test_a_delivered_order_past_its_deadline_completes_at_the_deadline(merchant_
 
 def test_an_undelivered_order_past_its_deadline_is_auto_refunded(merchant_org, provider_org, platform):
     order = advance(new_order(merchant_org, provider_org, deadline_in=timedelta(seconds=-1)), S.PACKED)
-    assert workflow.apply_deadlines() == {"completed": 0, "auto_refunded": 1}
+    assert expiry.apply_deadlines() == {"completed": 0, "auto_refunded": 1}
     order.refresh_from_db()
     assert order.state == S.AUTO_REFUNDED
     assert not FeeCharge.objects.filter(order=order, kind=FeeKind.APPRAISAL).exists()
 
 
 def test_orders_before_their_deadline_are_left_alone(order):
-    assert workflow.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
+    assert expiry.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
     order.refresh_from_db()
     assert order.state == S.AWAITING_SHIPMENT and order.version == 1
 
@@ -54,8 +54,8 @@ def test_orders_before_their_deadline_are_left_alone(order):
 def test_a_second_run_changes_nothing(merchant_org, provider_org, platform):
     for _ in range(3):
         new_order(merchant_org, provider_org, deadline_in=timedelta(hours=-1))
-    assert workflow.apply_deadlines() == {"completed": 0, "auto_refunded": 3}
-    assert workflow.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
+    assert expiry.apply_deadlines() == {"completed": 0, "auto_refunded": 3}
+    assert expiry.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
 
 
 def test_many_due_orders_are_handled_in_batches(merchant_org, provider_org, platform):
@@ -63,7 +63,7 @@ def test_many_due_orders_are_handled_in_batches(merchant_org, provider_org, plat
     delivered = advance(new_order(merchant_org, provider_org), S.DELIVERED, result=AppraisalResult.NOT_REQUIRED)
     Order.objects.filter(pk=delivered.pk).update(auto_confirm_at=timezone.now() - timedelta(hours=1))
 
-    assert workflow.apply_deadlines(batch_size=3) == {"completed": 1, "auto_refunded": 7}
+    assert expiry.apply_deadlines(batch_size=3) == {"completed": 1, "auto_refunded": 7}
     for order in due:
         order.refresh_from_db()
         assert order.state == S.AUTO_REFUNDED

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from orders import workflow
+from orders import expiry
 from orders.choices import Action, AppraisalResult, FeeKind, OrderState, SplitChoice
 from orders.fees import group_fees
 from orders.models import FeeCharge, SplitGroup
@@ -75,5 +75,5 @@ def test_an_order_pays_a_kind_of_fee_at_most_once(order):
     done = advance(order, S.COMPLETED)
     assert FeeCharge.objects.filter(order=done).count() == 2
     assert done.events.filter(action=Action.CARRIER_PICKUP).count() == 1
-    assert workflow.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
+    assert expiry.apply_deadlines() == {"completed": 0, "auto_refunded": 0}
     assert FeeCharge.objects.filter(order=done).count() == 2

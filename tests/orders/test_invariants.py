@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orders import errors, workflow
+from orders import errors, expiry, workflow
 from orders.choices import TERMINAL_STATES, Action, AppraisalResult, EventSource, OrderState, ScanOutcome, ScanStatus
 from orders.events import replay_order, snapshot
 from orders.models import AppendOnlyError, CarrierScan, FeeCharge, Order, OrderEvent
@@ -232,7 +232,7 @@ def test_no_action_leaves_a_terminal_state(terminal, order, platform):
         with pytest.raises(errors.OrderIsTerminal):
             workflow.perform(done, action, actor, **params)
     scan("SF5555555555", ScanStatus.PICKED_UP, order_no=done.order_no)
-    assert workflow.apply_deadlines(now=timezone.now() + timedelta(days=365)) == {"completed": 0, "auto_refunded": 0}
+    assert expiry.apply_deadlines(now=timezone.now() + timedelta(days=365)) == {"completed": 0, "auto_refunded": 0}
     done.refresh_from_db()
     assert done.state == terminal
     assert CarrierScan.objects.get(tracking_no="SF5555555555").outcome == ScanOutcome.IGNORED

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from orders import carrier, errors, inputs, workflow
+from orders import carrier, errors, expiry, inputs, workflow
 from orders.choices import (
     FEE_RESULTS,
     TERMINAL_STATES,
@@ -205,7 +205,7 @@ class OrderLife(RuleBasedStateMachine):
 
     @rule(hours=st.integers(1, 40))
     def deadline_passes(self, hours):
-        workflow.apply_deadlines(now=self._tick(hours))
+        expiry.apply_deadlines(now=self._tick(hours))
 
     @invariant()
     def nothing_is_broken(self):
