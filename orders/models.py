@@ -209,7 +209,7 @@ BUYER_MASKS = {"buyer_name": _mask_name, "buyer_phone": _mask_phone, "buyer_addr
 def mask_buyer(values: dict, organisation) -> dict:
     """``values`` with any buyer field masked when ``organisation`` is a
     provider (or unknown); other keys and other viewers pass unchanged."""
-    if organisation is not None and organisation.kind != OrganisationKind.PROVIDER:
+    if organisation is not None and not organisation.is_provider:
         return values
     return {key: BUYER_MASKS[key](str(value or "")) if key in BUYER_MASKS else value for key, value in values.items()}
 

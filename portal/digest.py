@@ -9,7 +9,6 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from portal import notify
-from portal.choices import OrganisationKind
 from portal.models import EmailStatus, Notification, NotificationKind, Organisation
 
 DIGEST_ITEMS = 50
@@ -19,7 +18,7 @@ def _case_totals(organisation, now):
     from risks.models import RiskCase
 
     cases = RiskCase.objects.live()
-    if organisation.kind != OrganisationKind.PLATFORM:
+    if not organisation.is_platform:
         cases = cases.filter(owner=organisation)
     return cases.aggregate(open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now)), money=Sum("money_at_risk"))
 

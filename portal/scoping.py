@@ -3,8 +3,6 @@ these querysets what a person or an API key may see (SPEC §1)."""
 
 from django.db import models
 
-from portal.choices import OrganisationKind
-
 
 class ScopedQuerySet(models.QuerySet):
     """A queryset that knows what each kind of organisation may see.
@@ -34,10 +32,10 @@ class ScopedQuerySet(models.QuerySet):
         assigned; a deactivated organisation nothing."""
         if not org.is_active:
             return self.none()
-        if org.kind == OrganisationKind.PLATFORM:
+        if org.is_platform:
             return self.all()
-        if org.kind == OrganisationKind.MERCHANT:
+        if org.is_merchant:
             return self.filter(**{self.merchant_path: org})
-        if org.kind == OrganisationKind.PROVIDER:
+        if org.is_provider:
             return self.filter(**{self.provider_path: org})
         return self.none()

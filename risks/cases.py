@@ -11,7 +11,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors
-from portal.choices import OrganisationKind
 from risks import escalations
 from risks.choices import (
     LIVE_STATUSES,
@@ -61,9 +60,14 @@ def _actor_org(actor):
     return actor.organisation
 
 
+def may_act(case, organisation) -> bool:
+    """Whether ``organisation`` may acknowledge, resolve or answer ``case``: its
+    owner, or the platform. Screens and services both ask this."""
+    return organisation is not None and (organisation.is_platform or organisation.pk == case.owner_id)
+
+
 def _may_act(case, actor) -> bool:
-    org = _actor_org(actor)
-    return org is not None and (org.kind == OrganisationKind.PLATFORM or org.pk == case.owner_id)
+    return may_act(case, _actor_org(actor))
 
 
 def _lock_live(case):
@@ -118,7 +122,7 @@ def escalate(case, actor, reason, *, category=None) -> Escalation:
     with transaction.atomic():
         locked = _lock_live(case)
         org = _actor_org(actor)
-        if org is None or org.kind == OrganisationKind.PLATFORM:
+        if org is None or org.is_platform:
             raise errors.NotAllowed(_("The platform works escalations; it does not raise them."))
         escalation = open_escalation(
             order=locked.order,
@@ -174,7 +178,7 @@ def escalate_order(order, actor, reason, category=EscalationCategory.OTHER) -> E
     if not reason:
         raise errors.InvalidInput(msg_reason, field="reason")
     org = _actor_org(actor)
-    if org is None or org.kind == OrganisationKind.PLATFORM:
+    if org is None or org.is_platform:
         raise errors.NotAllowed(_("The platform works escalations; it does not raise them."))
     if category not in EscalationCategory.values:
         raise errors.InvalidInput(_("Unknown category."), field="category")
@@ -199,9 +203,7 @@ def escalate_many_by_rule(live_cases, reason, at) -> int:
                 case=case,
                 reason=str(reason),
                 category=CATEGORY_FOR_RULE[case.rule],
-                raised_by_organisation_id=(
-                    case.owner_id if case.owner.kind != OrganisationKind.PLATFORM else case.order.provider_id
-                ),
+                raised_by_organisation_id=(case.owner_id if not case.owner.is_platform else case.order.provider_id),
                 raised_by_rule=case.rule,
                 first_response_due_at=due,
                 created_at=at,
@@ -231,7 +233,7 @@ def chooses_for_group(org, trade_no, sku) -> bool:
     decide for the other's orders."""
     from orders.models import Order
 
-    if org is None or org.kind != OrganisationKind.MERCHANT:
+    if org is None or not org.is_merchant:
         return False
     members = Order.objects.split_group(trade_no, sku).order_by()
     return set(members.values_list("merchant_id", flat=True).distinct()) == {org.pk}
@@ -248,7 +250,7 @@ def choose_split(trade_no, sku, choice, actor):
     if choice not in SplitChoice.values:
         raise errors.InvalidInput(_("Choose A or B."), field="choice")
     org = _actor_org(actor)
-    if org is None or org.kind != OrganisationKind.MERCHANT:
+    if org is None or not org.is_merchant:
         raise errors.NotAllowed(_("The merchant chooses how split orders are handled."))
     members = Order.objects.split_group(trade_no, sku)
     if not members.filter(merchant=org).exists():

@@ -9,7 +9,6 @@ from django.utils.translation import gettext_lazy as _
 from orders import errors, workflow
 from orders.choices import Action, describe_parameters
 from portal import notify
-from portal.choices import OrganisationKind
 from portal.models import NotificationKind
 from risks.choices import LIVE_ESCALATIONS, EscalationStatus
 from risks.models import EntryKind, Escalation, EscalationEntry
@@ -22,7 +21,7 @@ ORDER_ACTIONS = (Action.EXTEND_DEADLINE, Action.UNBLOCK, Action.SIGN_IN_ON_BEHAL
 
 
 def _is_platform(actor) -> bool:
-    return actor.organisation is not None and actor.organisation.kind == OrganisationKind.PLATFORM
+    return actor.organisation is not None and actor.organisation.is_platform
 
 
 def _lock_live(escalation):

@@ -88,7 +88,7 @@ class RiskCaseQuerySet(ScopedQuerySet):
 
     def visible_to_organisation(self, org):
         sides = {OrganisationKind.MERCHANT: "merchant", OrganisationKind.PROVIDER: "provider"}
-        if org.kind == OrganisationKind.PLATFORM:
+        if org.is_platform:
             return self.all()
         if org.kind not in sides:
             return self.none()
@@ -221,7 +221,7 @@ class CaseEvent(models.Model):
 class EscalationQuerySet(ScopedQuerySet):
     def visible_to_organisation(self, org):
         """The platform sees every escalation; others see those their organisation raised."""
-        if org.kind == OrganisationKind.PLATFORM:
+        if org.is_platform:
             return self.all()
         return self.filter(raised_by_organisation=org)
 
@@ -323,7 +323,7 @@ class EntryKind(models.TextChoices):
 class EscalationEntryQuerySet(models.QuerySet):
     def visible_to_organisation(self, org):
         """Internal notes are the platform's own; everyone else sees the rest."""
-        if org is not None and org.kind == OrganisationKind.PLATFORM:
+        if org is not None and org.is_platform:
             return self.all()
         return self.exclude(kind=EntryKind.INTERNAL)
 

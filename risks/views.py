@@ -65,8 +65,8 @@ def case_detail(request, pk, forms=None):
     """One case: what it is about, its history, the split group when it is one, and what the user may do."""
     case = _visible_case(request, pk)
     org = request.user.organisation
-    may_act = case.is_live and org is not None and (org.kind == OrganisationKind.PLATFORM or org.pk == case.owner_id)
-    may_escalate = case.is_live and org is not None and org.kind != OrganisationKind.PLATFORM
+    may_act = case.is_live and cases.may_act(case, org)
+    may_escalate = case.is_live and org is not None and not org.is_platform
     forms = forms or {}
     context = {
         "case": case,
@@ -213,7 +213,7 @@ def escalation_detail(request, pk, forms=None):
     """An escalation with its order, case, thread, and what the user may do with it."""
     escalation = _visible_escalation(request, pk)
     org = request.user.organisation
-    is_platform = org is not None and org.kind == OrganisationKind.PLATFORM
+    is_platform = org is not None and org.is_platform
     live = escalation.status in LIVE_ESCALATIONS
     actor = _actor(request)
     order_actions = []

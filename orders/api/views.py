@@ -23,7 +23,6 @@ from orders.forms import slug
 from orders.models import CarrierScan, Order, live_cases_of
 from portal.api import actor_for, error_body, idempotent
 from portal.api_auth import HasOrganisation, WindowRateThrottle
-from portal.choices import OrganisationKind
 from portal.models import CarrierIntegration
 from portal.parsers import parse_json
 from risks.api.serializers import OrderWithCasesSerializer
@@ -121,7 +120,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     )
     @idempotent
     def create(self, request):
-        if request.user.organisation.kind != OrganisationKind.PLATFORM:
+        if not request.user.organisation.is_platform:
             return Response(
                 error_body("not_allowed", _("Only the platform creates orders.")), status=status.HTTP_403_FORBIDDEN
             )
@@ -252,7 +251,7 @@ class WorklistView(ListAPIView):
 
     def list(self, request, *args, **kwargs):
         # Worklists are a provider's; for anyone else they are not there.
-        if self.kwargs["name"] not in worklists.BY_SLUG or request.user.organisation.kind != OrganisationKind.PROVIDER:
+        if self.kwargs["name"] not in worklists.BY_SLUG or not request.user.organisation.is_provider:
             return Response(error_body("not_found", _("No such worklist.")), status=status.HTTP_404_NOT_FOUND)
         return super().list(request, *args, **kwargs)
 
