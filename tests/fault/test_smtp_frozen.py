@@ -9,11 +9,7 @@ every half second from the moment the deadline passes.
 
 import contextlib
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -29,7 +25,7 @@ from portal.models import EmailStatus, Notification
 from portal.tasks import deliver_due
 from risks import cases
 from tests.factories import new_order
-from tests.integration.worker import ROOT, database_url
+from tests.integration.worker import queue_worker
 
 logger = logging.getLogger(__name__)
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,38 +55,6 @@ class SilentSmtp:
         for conn in self.held:
             conn.close()
         self.held.clear()
-
-
-@contextlib.contextmanager
-def queue_worker(name, queues, redis_url, **env):
-    """A real worker (prefork, one child) named ``name@%h`` on ``queues``, as the
-    Procfile runs it; yields ``(process, lines)`` once it is ready."""
-    environment = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": redis_url, **env}
-    command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--hostname", f"{name}@%h"]
-    command += ["--queues", queues, "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
-    reader.start()
-    try:
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up and not any("ready." in line for line in lines):
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert any("ready." in line for line in lines), "".join(lines)
-        yield process, lines
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        reader.join(timeout=10)
 
 
 def test_a_deadline_is_applied_on_time_while_the_mail_server_hangs(

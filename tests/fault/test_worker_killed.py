@@ -19,8 +19,7 @@ from risks.choices import Rule
 from risks.models import RiskCase
 from risks.tasks import run_sweep
 from tests.factories import new_order
-from tests.fault.test_smtp_frozen import queue_worker
-from tests.integration.worker import database_url
+from tests.integration.worker import database_url, queue_worker
 
 logger = logging.getLogger(__name__)
 pytestmark = pytest.mark.django_db(transaction=True)

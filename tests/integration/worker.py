@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,19 +23,15 @@ def database_url():
 
 
 @contextlib.contextmanager
-def celery_worker(redis_url, **env):
-    """Start a worker (prefork, one child) on a fresh queue and wait until it
-    listens; yields ``(process, queue, lines)``, ``lines`` filling with its log."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+def queue_worker(name, queues, redis_url, **env):
+    """A real worker (prefork, one child) named ``name@%h`` on ``queues``, as the
+    Procfile runs it; yields ``(process, lines)`` once it is ready, ``lines``
+    filling with its log."""
     environment = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": redis_url, **env}
-    command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queue, "--concurrency", "1"]
+    command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "--hostname", f"{name}@%h"]
+    command += ["--queues", queues, "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
     process = subprocess.Popen(
-        [*command, "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
@@ -43,9 +40,25 @@ def celery_worker(redis_url, **env):
         # A message routed to a queue nobody has declared yet would have nowhere to go.
         give_up = time.monotonic() + 60
         while time.monotonic() < give_up and not any("ready." in line for line in lines):
-            time.sleep(0.2)
-        yield process, queue, lines
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert any("ready." in line for line in lines), "".join(lines)
+        yield process, lines
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
         reader.join(timeout=10)
+
+
+@contextlib.contextmanager
+def celery_worker(redis_url, **env):
+    """A worker on a fresh queue of its own; yields ``(process, queue, lines)``."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with queue_worker(queue, queue, redis_url, **env) as (process, lines):
+        yield process, queue, lines
