@@ -28,7 +28,7 @@ it, committed as the station commits it; the orders are restored afterwards
 
 import argparse
 import dataclasses
-import os
+import datetime
 import re
 import statistics
 import sys
@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from sweep import DEFAULT_URL, QueryCounter, build, prepare_database  # noqa: E402
+from sweep import QueryCounter, start  # noqa: E402
 
 SUFFIX = 6  # characters typed: the tail of a number printed on a parcel label
 PROVIDER = "provider1"  # a provider's person (P-DEMO-1, two thirds of the orders)
@@ -417,19 +417,10 @@ def main():
     parser.add_argument("--verbose", action="store_true", help="print the queries of one call of each measurement")
     args = parser.parse_args()
 
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    prepare_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+    start(args.orders, args.rebuild, 1.0, datetime.datetime.now(datetime.UTC))
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.test import Client
-    from django.utils import timezone
 
     from orders.models import Order
 
@@ -439,13 +430,7 @@ def main():
     if "testserver" not in settings.ALLOWED_HOSTS and "*" not in settings.ALLOWED_HOSTS:
         settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     install_floor_view()
-
-    call_command("migrate", verbosity=0)
     restore_leftovers()
-    if args.rebuild or Order.objects.count() != args.orders:
-        started = time.perf_counter()
-        build(args.orders, 1.0, timezone.now())
-        print(f"built {args.orders:,} orders in {time.perf_counter() - started:.1f} s")
     if needs_renumbering():
         started = time.perf_counter()
         renumber()

@@ -16,6 +16,7 @@ Between runs the clock is held still, so each run sees the same orders.
 """
 
 import argparse
+import datetime
 import os
 import resource
 import sys
@@ -35,6 +36,33 @@ def prepare_database(url):
     with psycopg.connect(server, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def start(orders, rebuild, stuck_percent, now):
+    """Open the benchmark database (created and migrated on first use) and make
+    Django ready on it; build ``orders`` orders unless that many are there
+    already. Answers whether it built them."""
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    prepare_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from orders.models import Order
+
+    call_command("migrate", verbosity=0)
+    if not rebuild and Order.objects.count() == orders:
+        return False
+    started = time.perf_counter()
+    build(orders, stuck_percent, now)
+    print(f"built {orders:,} orders in {time.perf_counter() - started:.1f} s")
+    return True
 
 
 def build(total, stuck_percent, now):
@@ -167,27 +195,8 @@ def main():
     parser.add_argument("--rebuild", action="store_true", help="rebuild the orders even if the count matches")
     args = parser.parse_args()
 
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    prepare_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from orders.models import Order
-
-    call_command("migrate", verbosity=0)
-    now = timezone.now()
-    if args.rebuild or Order.objects.count() != args.orders:
-        started = time.perf_counter()
-        build(args.orders, args.stuck_percent, now)
-        print(f"built {args.orders:,} orders in {time.perf_counter() - started:.1f} s")
-    else:
+    now = datetime.datetime.now(datetime.UTC)
+    if not start(args.orders, args.rebuild, args.stuck_percent, now):
         from django.db import connection
 
         with connection.cursor() as cursor:  # the cases and what they caused, not the orders
