@@ -16,8 +16,9 @@ from django.db import DatabaseError, IntegrityError, OperationalError, transacti
 from django.db.models import Q
 
 from orders import errors, inputs, workflow
-from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, EventSource, OrderState, ScanOutcome, ScanStatus
+from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan, Order
+from portal.choices import EventSource
 
 S = OrderState
 logger = logging.getLogger(__name__)

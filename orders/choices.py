@@ -1,6 +1,9 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+# The channel of a step is the ground's (``portal.choices``), as is who takes
+# it (``portal.actors``); it is named here too, with the orders' choices.
+
 
 class OrderState(models.TextChoices):
     AWAITING_SHIPMENT = "awaiting_shipment", _("Awaiting shipment to provider")
@@ -60,14 +63,6 @@ class BlockedStage(models.TextChoices):
     PACKING = "packing", _("Cannot pack")
 
 
-class EventSource(models.TextChoices):
-    WEB = "web", _("Web")
-    API = "api", _("API")
-    CARRIER = "carrier", _("Carrier")
-    PLATFORM = "platform", _("Platform")
-    SWEEP = "sweep", _("Sweep")
-
-
 class Action(models.TextChoices):
     """Everything that can happen to an order; each writes one event."""
 
@@ -89,6 +84,9 @@ class Action(models.TextChoices):
     REFUND = "refund", _("Refund")
     CONFIRM = "confirm", _("Confirm receipt")
     EXPIRE = "expire", _("Automatic confirmation deadline passed")
+    # Recorded on every order of a split group when the merchant answers for
+    # it (``orders.splits``); not a transition.
+    SPLIT_CHOICE = "split_choice", _("Merchant's split-order choice")
 
 
 class VerifyOutcome(models.TextChoices):
@@ -141,6 +139,8 @@ EVENT_PARAMETERS = {
     "reason": (_("Reason"), None),
     "hours": (_("Hours"), None),
     "note": (_("Note"), None),
+    # The merchant's answer for a split group (``orders.splits``).
+    "choice": (_("The merchant chose"), SplitChoice),
 }
 
 

@@ -1,26 +1,10 @@
-"""Typed refusals from the workflow. Each carries a stable ``code`` (the API
-answers with it) and a message a person can act on, in the active language."""
+"""Typed refusals from the workflow. Each is a ``portal.errors.WorkflowError``:
+a stable ``code`` (the API answers with it), its HTTP status, and a message a
+person can act on, in the active language."""
 
 from django.utils.translation import gettext_lazy as _
 
-
-class WorkflowError(Exception):
-    code = "workflow_error"
-    http_status = 409
-    template = _("This action is not possible.")
-
-    def __init__(self, template=None, **params):
-        self._template = template or self.template
-        self.params = params
-        super().__init__(self.code)
-
-    @property
-    def message(self) -> str:
-        params = {key: str(value) for key, value in self.params.items()}
-        return str(self._template) % params if params else str(self._template)
-
-    def __str__(self):
-        return self.message
+from portal.errors import WorkflowError
 
 
 class InvalidInput(WorkflowError):

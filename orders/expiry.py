@@ -28,10 +28,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from orders import errors
-from orders.choices import Action, EventSource, OrderState
+from orders.choices import Action, OrderState
 from orders.events import build_event
 from orders.models import Order, OrderEvent
-from orders.workflow import Actor, FeeDue, charge_fees, moves_from
+from orders.workflow import FeeDue, charge_fees, moves_from
+from portal.actors import Actor
+from portal.choices import EventSource
 
 S = OrderState
 

@@ -18,6 +18,7 @@ from portal.choices import OrganisationKind
 from portal.filters import StyledFilterSet
 from portal.models import Organisation
 from risks.choices import GROUP_RULES, Rule
+from risks.models import RiskCase
 
 DEADLINE_WINDOWS = [
     ("overdue", _("Past the deadline")),
@@ -178,10 +179,8 @@ class OrderFilterSet(StyledFilterSet):
         return queryset.filter(state_changed_at__lte=timezone.now() - timedelta(hours=int(value)))
 
     def filter_risk(self, queryset, name, value):
-        from django.apps import apps
-
         # A split group's case is about each order of the group.
-        cases = apps.get_model("risks", "RiskCase").objects.live().filter(rule=value)
+        cases = RiskCase.objects.live().filter(rule=value)
         own = cases.filter(order=OuterRef("pk"))
         group = cases.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
         return queryset.filter(Exists(own) | Exists(group.filter(rule__in=GROUP_RULES)))

@@ -1,35 +1,55 @@
 """One form per action a person takes on an order. Each carries the version
-the person saw, so a change in between is a conflict, not a surprise."""
+the person saw, so a change in between is a conflict, not a surprise.
+
+A form's fields are its action's parameters as ``orders.inputs`` declares
+them; a form says only how it asks for them (labels, widgets, help)."""
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from orders.choices import Action, AppraisalResult, BlockedStage, VerifyOutcome
-from orders.inputs import MAX_EXTENSION_HOURS, MAX_TEXT
+from orders import inputs
+from orders.choices import Action, AppraisalResult
+from orders.inputs import MAX_EXTENSION_HOURS
+
+
+def _field(param, label, widget=None):
+    """The form field asking for ``param``."""
+    if param.kind == inputs.CHOICE:
+        return forms.ChoiceField(label=label, required=param.required, choices=param.choices.choices, widget=widget)
+    if param.kind == inputs.HOURS:
+        return forms.IntegerField(label=label, required=param.required, min_value=1, max_value=MAX_EXTENSION_HOURS)
+    if param.kind == inputs.TEXT:
+        widget = widget or forms.Textarea(attrs={"rows": 2})
+    return forms.CharField(label=label, required=param.required, max_length=param.max_length, widget=widget)
 
 
 class ActionForm(forms.Form):
     action: str = ""
     button = "btn-primary"
     help_text = ""
+    # Whether the page also asks for the optional parameters (a note); most
+    # steps are taken with a click, and integrations may still send a note.
+    asks_optional = False
+    # How this form asks for a parameter, where not by its own label and usual widget.
+    labels: dict = {}
+    widgets: dict = {}
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in inputs.params_of(self.action):
+            if param.required or self.asks_optional:
+                label = self.labels.get(param.name, param.label)
+                self.fields[param.name] = _field(param, label, self.widgets.get(param.name))
 
     def params(self) -> dict:
         """The cleaned input as workflow parameters (blank optional fields left out)."""
         return {k: v for k, v in self.cleaned_data.items() if k != "version" and v not in ("", None)}
 
 
-def _text(label, required=True, max_length=MAX_TEXT):
-    return forms.CharField(
-        label=label, required=required, max_length=max_length, widget=forms.Textarea(attrs={"rows": 2})
-    )
-
-
 class ShipForm(ActionForm):
     action = Action.SHIP
     help_text = _("The parcel you sent to the appraisal provider.")
-    carrier = forms.CharField(label=_("Carrier"), max_length=64)
-    tracking_no = forms.CharField(label=_("Tracking number"), max_length=64)
 
 
 class VerifyPendingForm(ActionForm):
@@ -38,8 +58,8 @@ class VerifyPendingForm(ActionForm):
         "Find out why this parcel has not been signed for (ask the merchant if needed) and record it. "
         "“Cannot determine” and “System refuses sign-in” go to the platform at once."
     )
-    outcome = forms.ChoiceField(label=_("Outcome"), choices=VerifyOutcome.choices, widget=forms.RadioSelect)
-    note = _text(_("Note"), required=False)
+    asks_optional = True
+    widgets = {"outcome": forms.RadioSelect}
 
 
 class SignInForm(ActionForm):
@@ -52,7 +72,7 @@ class AppraiseForm(ActionForm):
         "Only one order of a split group may be appraised pass or fail: the merchant pays one appraisal fee per "
         "item. Choose “No appraisal needed” for the others."
     )
-    result = forms.ChoiceField(label=_("Result"), choices=AppraisalResult.choices, widget=forms.RadioSelect)
+    widgets = {"result": forms.RadioSelect}
 
 
 class InspectForm(ActionForm):
@@ -76,26 +96,24 @@ class ReportBlockedForm(ActionForm):
         "once and an operator will fix and unblock it. Shipping it offline is forbidden: the order would be "
         "refunded automatically at its deadline and the merchant would lose the money."
     )
-    stage = forms.ChoiceField(label=_("Where the flow is blocked"), choices=BlockedStage.choices)
-    reason = _text(_("What happens"))
+    labels = {"reason": _("What happens")}
 
 
 class SignInOnBehalfForm(ActionForm):
     action = Action.SIGN_IN_ON_BEHALF
     help_text = _("For when the provider's system refuses to sign the parcel in.")
-    note = _text(_("Why"))
+    labels = {"note": _("Why")}
 
 
 class UnblockForm(ActionForm):
     action = Action.UNBLOCK
-    note = _text(_("Note"), required=False)
+    asks_optional = True
 
 
 class ExtendDeadlineForm(ActionForm):
     action = Action.EXTEND_DEADLINE
     button = "btn-outline-primary"
-    hours = forms.IntegerField(label=_("Hours"), min_value=1, max_value=MAX_EXTENSION_HOURS)
-    note = _text(_("Note"), required=False)
+    asks_optional = True
 
 
 class ConfirmForm(ActionForm):
@@ -105,7 +123,6 @@ class ConfirmForm(ActionForm):
 class RefundForm(ActionForm):
     action = Action.REFUND
     button = "btn-outline-danger"
-    reason = _text(_("Reason"))
 
 
 FORMS = {

@@ -1,19 +1,24 @@
 """Checking what people and integrations send to the workflow.
 
-Each action takes a fixed set of parameters; ``clean_params`` checks them,
+Each action takes a fixed set of parameters, declared once in ``ACTION_PARAMS``;
+the order page's forms (``orders.forms``) and the API's bodies
+(``orders.api.serializers``) are made from the same declarations, and what
+a parameter is called and which choices it has are in
+``orders.choices.EVENT_PARAMETERS``. ``clean_params`` checks the parameters,
 strips text, and refuses unknown fields, control characters, over-long text
 and malformed tracking numbers with ``errors.InvalidInput`` naming the field.
 """
 
 import datetime
 import re
+from dataclasses import dataclass, replace
 
 from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors
-from orders.choices import Action, AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
+from orders.choices import EVENT_PARAMETERS, Action
 
 A = Action
 MAX_EXTENSION_HOURS = 720
@@ -67,82 +72,121 @@ def is_identifier(value) -> bool:
     return isinstance(value, str) and bool(_IDENTIFIER_RE.fullmatch(value))
 
 
-def _clean_tracking(params, name="tracking_no"):
-    value = clean_text(params, name, required=True, max_length=64)
+# The kinds of parameter: how each is checked, and asked for on a page and in the API.
+TEXT = "text"  # what a person writes, a line or a few
+LINE = "line"  # one short line, as a carrier's name
+TRACKING = "tracking"  # a parcel's tracking number
+CHOICE = "choice"  # one code of the parameter's choices
+HOURS = "hours"  # whole hours, 1 to MAX_EXTENSION_HOURS
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an action. What it is called (``label``) and the
+    choices of a ``CHOICE`` are the parameter's own, in ``EVENT_PARAMETERS``."""
+
+    name: str
+    kind: str
+    required: bool = True
+    max_length: int | None = None
+
+    def __post_init__(self):
+        if (self.kind == CHOICE) != (self.choices is not None):
+            raise ValueError(f"{self.name}: EVENT_PARAMETERS gives choices to a CHOICE parameter, and only to one")
+
+    @property
+    def label(self):
+        return EVENT_PARAMETERS[self.name][0]
+
+    @property
+    def choices(self):
+        return EVENT_PARAMETERS[self.name][1]
+
+
+CARRIER = Param("carrier", LINE, max_length=64)
+TRACKING_NO = Param("tracking_no", TRACKING, max_length=64)
+STATUS = Param("status", CHOICE)
+RESULT = Param("result", CHOICE)
+STAGE = Param("stage", CHOICE)
+OUTCOME = Param("outcome", CHOICE)
+REASON = Param("reason", TEXT, max_length=MAX_TEXT)
+EXTENSION = Param("hours", HOURS)
+NOTE = Param("note", TEXT, required=False, max_length=MAX_TEXT)
+
+# What an action without its own list takes: an optional note.
+NOTE_ONLY = (NOTE,)
+
+# The parameters of each action, in the order they are checked.
+ACTION_PARAMS = {
+    A.SHIP: (CARRIER, TRACKING_NO, NOTE),
+    A.CARRIER_PICKUP: (CARRIER, TRACKING_NO),
+    A.CARRIER_DELIVERY: (CARRIER, TRACKING_NO),
+    A.OFFLINE_SHIPMENT: (CARRIER, TRACKING_NO, STATUS),
+    A.APPRAISE: (RESULT, NOTE),
+    A.REPORT_BLOCKED: (STAGE, REASON),
+    A.EXTEND_DEADLINE: (EXTENSION, NOTE),
+    A.REFUND: (REASON,),
+    # The platform says why it signs in for the provider.
+    A.SIGN_IN_ON_BEHALF: (replace(NOTE, required=True),),
+    A.VERIFY_PENDING: (OUTCOME, NOTE),
+    A.EXPIRE: (),
+}
+
+
+def params_of(action) -> tuple[Param, ...]:
+    """The parameters ``action`` takes (``NOTE_ONLY`` unless it has its own list)."""
+    return ACTION_PARAMS.get(action, NOTE_ONLY)
+
+
+def _clean_tracking(params, param):
+    value = clean_text(params, param.name, required=param.required, max_length=param.max_length)
     if not _TRACKING_RE.match(value):
-        raise errors.InvalidInput(msg_tracking, field=name)
+        raise errors.InvalidInput(msg_tracking, field=param.name)
     return value
 
 
-def _clean_choice(params, name, choices):
-    value = params.get(name)
-    if value not in choices.values:
-        raise errors.InvalidInput(msg_choice, field=name, name=name, choices=", ".join(str(v) for v in choices.values))
+def _clean_choice(params, param):
+    value = params.get(param.name)
+    if value not in param.choices.values:
+        choices = ", ".join(str(v) for v in param.choices.values)
+        raise errors.InvalidInput(msg_choice, field=param.name, name=param.name, choices=choices)
     return value
 
 
-def _clean_hours(params):
-    value = params.get("hours")
+def _clean_hours(params, param):
+    value = params.get(param.name)
     if isinstance(value, bool) or not isinstance(value, int):
         # ASCII digits only, and few of them: int() refuses "²" and 5,000 digits.
         if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):
             value = int(value.strip())
         else:
-            raise errors.InvalidInput(msg_hours, field="hours", max=MAX_EXTENSION_HOURS)
+            raise errors.InvalidInput(msg_hours, field=param.name, max=MAX_EXTENSION_HOURS)
     if not 1 <= value <= MAX_EXTENSION_HOURS:
-        raise errors.InvalidInput(msg_hours, field="hours", max=MAX_EXTENSION_HOURS)
+        raise errors.InvalidInput(msg_hours, field=param.name, max=MAX_EXTENSION_HOURS)
     return value
+
+
+def _clean_text(params, param):
+    return clean_text(params, param.name, required=param.required, max_length=param.max_length)
+
+
+_CLEAN = {TEXT: _clean_text, LINE: _clean_text, TRACKING: _clean_tracking, CHOICE: _clean_choice, HOURS: _clean_hours}
 
 
 def clean_params(action, params) -> dict:
     """The parameters ``action`` takes, checked and stripped; unknown ones are
-    refused with ``errors.InvalidInput`` naming the field."""
-    allowed = _PARAMS.get(action, ("note",))
-    unknown = sorted(set(params) - set(allowed))
+    refused with ``errors.InvalidInput`` naming the field. Optional text left
+    blank is left out."""
+    taken = params_of(action)
+    unknown = sorted(set(params) - {param.name for param in taken})
     if unknown:
         raise errors.InvalidInput(msg_unknown, field=unknown[0], names=", ".join(unknown))
     cleaned = {}
-    if action == A.SHIP:
-        cleaned["carrier"] = clean_text(params, "carrier", required=True, max_length=64)
-        cleaned["tracking_no"] = _clean_tracking(params)
-    elif action in (A.CARRIER_PICKUP, A.CARRIER_DELIVERY, A.OFFLINE_SHIPMENT):
-        cleaned["carrier"] = clean_text(params, "carrier", required=True, max_length=64)
-        cleaned["tracking_no"] = _clean_tracking(params)
-        if action == A.OFFLINE_SHIPMENT:
-            cleaned["status"] = _clean_choice(params, "status", ScanStatus)
-    elif action == A.APPRAISE:
-        cleaned["result"] = _clean_choice(params, "result", AppraisalResult)
-    elif action == A.REPORT_BLOCKED:
-        cleaned["stage"] = _clean_choice(params, "stage", BlockedStage)
-        cleaned["reason"] = clean_text(params, "reason", required=True)
-    elif action == A.EXTEND_DEADLINE:
-        cleaned["hours"] = _clean_hours(params)
-    elif action == A.REFUND:
-        cleaned["reason"] = clean_text(params, "reason", required=True)
-    elif action == A.VERIFY_PENDING:
-        cleaned["outcome"] = _clean_choice(params, "outcome", VerifyOutcome)
-    elif action == A.SIGN_IN_ON_BEHALF:
-        cleaned["note"] = clean_text(params, "note", required=True)
-    if "note" in allowed and "note" not in cleaned:
-        note = clean_text(params, "note", required=False)
-        if note:
-            cleaned["note"] = note
+    for param in taken:
+        value = _CLEAN[param.kind](params, param)
+        if param.required or value:
+            cleaned[param.name] = value
     return cleaned
-
-
-_PARAMS = {
-    A.SHIP: ("carrier", "tracking_no", "note"),
-    A.CARRIER_PICKUP: ("carrier", "tracking_no"),
-    A.CARRIER_DELIVERY: ("carrier", "tracking_no"),
-    A.OFFLINE_SHIPMENT: ("carrier", "tracking_no", "status"),
-    A.APPRAISE: ("result", "note"),
-    A.REPORT_BLOCKED: ("stage", "reason"),
-    A.EXTEND_DEADLINE: ("hours", "note"),
-    A.REFUND: ("reason",),
-    A.SIGN_IN_ON_BEHALF: ("note",),
-    A.VERIFY_PENDING: ("outcome", "note"),
-    A.EXPIRE: (),
-}
 
 
 # Times outside these years are typing mistakes, and some (far offsets, year

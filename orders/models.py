@@ -12,7 +12,6 @@ from orders.choices import (
     Action,
     AppraisalResult,
     BlockedStage,
-    EventSource,
     FeeKind,
     OrderState,
     ScanOutcome,
@@ -20,7 +19,7 @@ from orders.choices import (
     SplitChoice,
 )
 from orders.inputs import identifier_validator
-from portal.choices import OrganisationKind
+from portal.choices import EventSource, OrganisationKind
 from portal.scoping import ScopedQuerySet
 
 _open = Q(state__in=sorted(OPEN_STATES))
@@ -47,36 +46,9 @@ class OrderQuerySet(ScopedQuerySet):
         return self.filter(PENDING_SIGN_IN_Q)
 
     def for_lists(self):
-        """What every order table shows, in one query; ``attach_live_cases``
+        """What every order table shows, in one query; ``risks.models.attach_live_cases``
         adds the page's risk cases in one more."""
         return self.select_related("merchant", "provider").annotate(in_split_group=in_split_group())
-
-
-def _risk_cases():
-    # Risk cases watch orders from the floor above; orders reach them by name.
-    from django.apps import apps
-
-    return apps.get_model("risks", "RiskCase").objects
-
-
-def live_cases_of(order):
-    """The live risk cases about ``order``: its own and its split group's."""
-    return _risk_cases().live().about(order).select_related("owner").order_by("due_at", "pk")
-
-
-def attach_live_cases(orders) -> list:
-    """Give each of ``orders`` (a page of a list) its live risk cases, its
-    split group's included, as ``live_cases``, with one query for them all."""
-    orders = list(orders)
-    cases = list(_risk_cases().live().about_any(orders).order_by("rule", "pk")) if orders else []
-    for order in orders:
-        order.live_cases = [
-            case
-            for case in cases
-            if case.order_id == order.pk
-            or (case.is_group_case and (case.trade_no, case.sku) == (order.trade_no, order.sku))
-        ]
-    return orders
 
 
 def in_split_group():

@@ -16,8 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from orders import errors, workflow
-from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, AppraisalResult, EventSource, OrderState
+from orders.choices import FLOW_ORDER, TERMINAL_STATES, Action, AppraisalResult, OrderState
 from orders.filtersets import SUFFIX_MIN_LENGTH, exact, search
+from portal.choices import EventSource
 
 # How many orders one scanned number may name before the person is asked
 # for a more precise number (a trade of a few split orders is normal).

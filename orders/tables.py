@@ -8,8 +8,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import OPEN_STATES
-from orders.models import Order, attach_live_cases
-from portal.templatetags.portal import countdown, deadline_class, duration, money
+from orders.models import Order
+from portal.formatting import countdown, deadline_class, duration, money
+from risks.models import attach_live_cases
 
 SEVERITY_BADGE = {"medium": "text-bg-warning", "high": "text-bg-danger", "critical": "text-bg-dark"}
 

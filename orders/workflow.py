@@ -31,13 +31,13 @@ from orders.choices import (
     Action,
     AppraisalResult,
     BlockedStage,
-    EventSource,
     FeeKind,
     OrderState,
     VerifyOutcome,
 )
 from orders.events import build_event, snapshot
 from orders.models import FeeCharge, Order, SplitGroup
+from portal.actors import SYSTEM, Actor
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 
@@ -46,34 +46,6 @@ A = Action
 MERCHANT = OrganisationKind.MERCHANT
 PROVIDER = OrganisationKind.PROVIDER
 PLATFORM = OrganisationKind.PLATFORM
-SYSTEM = "system"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, for which organisation, and through which channel."""
-
-    source: str
-    user: object = None
-    organisation: object = None
-
-    @classmethod
-    def of_user(cls, user, source=EventSource.WEB):
-        return cls(source=source, user=user, organisation=user.organisation if user.organisation_id else None)
-
-    @classmethod
-    def of_organisation(cls, organisation, source=EventSource.API):
-        return cls(source=source, organisation=organisation)
-
-    @classmethod
-    def system(cls, source):
-        return cls(source=source)
-
-    @property
-    def role(self) -> str | None:
-        if self.organisation is not None:
-            return self.organisation.kind
-        return SYSTEM if self.user is None else None
 
 
 @dataclass(frozen=True)

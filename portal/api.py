@@ -1,5 +1,6 @@
 """What every API endpoint shares: the actor behind a request, the error
-shape, and replaying retries that carry an Idempotency-Key."""
+shape and the errors documented for every endpoint, bodies that refuse unknown
+fields, paging by id, and replaying retries that carry an Idempotency-Key."""
 
 import functools
 import hashlib
@@ -13,15 +14,18 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from rest_framework import exceptions, status
+from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders import errors as workflow_errors
-from orders import workflow
-from orders.choices import EventSource
+from portal.actors import Actor
 from portal.api_auth import KeyPrincipal
+from portal.choices import EventSource
+from portal.errors import WorkflowError
 from portal.models import IdempotencyRecord
 from portal.parsers import max_body_bytes
 
@@ -32,11 +36,69 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 def actor_for(request):
     """Who acts through this API request: the key's organisation, or the signed-in person."""
     if isinstance(request.user, KeyPrincipal):
-        return workflow.Actor.of_organisation(request.user.organisation, EventSource.API)
-    return workflow.Actor.of_user(request.user, EventSource.API)
+        return Actor.of_organisation(request.user.organisation, EventSource.API)
+    return Actor.of_user(request.user, EventSource.API)
+
+
+# --- bodies and pages ---------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know and bodies that are not a JSON object."""
+
+    default_error_messages = {"unknown": gettext_lazy("Unknown field(s): %(names)s.")}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": [gettext_lazy("The body must be a JSON object.")]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: [gettext_lazy("Unknown field.")] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ById(CursorPagination):
+    """Every list of the API: pages in the order rows were made, 50 at a time unless asked."""
+
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Retry safely: the first answer to this key is replayed for 24 hours.",
+)
 
 
 # --- errors -------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(required=False)
+
+
+def error_responses(conflict: str = "a refusal: the step is not possible now; `code` says why") -> dict:
+    """The refusals every endpoint documents, all in the error shape. ``conflict``
+    describes the 409s: their codes are the refusing app's, which may list them."""
+    return {
+        400: OpenApiResponse(ErrorSerializer, description="invalid input (code `invalid`, `malformed_request`)"),
+        401: OpenApiResponse(ErrorSerializer, description="no or bad credentials"),
+        403: OpenApiResponse(ErrorSerializer, description="`not_allowed`: your organisation may not do this"),
+        404: OpenApiResponse(ErrorSerializer, description="`not_found`: not there, or outside your scope"),
+        409: OpenApiResponse(ErrorSerializer, description=conflict),
+        422: OpenApiResponse(ErrorSerializer, description="`idempotency_key_reused`"),
+        429: OpenApiResponse(ErrorSerializer, description="`throttled`"),
+    }
+
+
+ERRORS = error_responses()
+
 
 _CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -78,9 +140,7 @@ def _messages(value):
 
 def exception_handler(exc, context):
     """Every refusal as ``{"code", "detail", "fields"}`` with a stable code."""
-    if isinstance(exc, workflow_errors.WorkflowError):
-        if isinstance(exc, workflow_errors.NotAllowed):
-            return Response(error_body(exc.code, exc.message), status=status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, WorkflowError):
         fields = getattr(exc, "fields", None) or None
         return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
     if isinstance(exc, RequestDataTooBig):

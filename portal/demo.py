@@ -28,10 +28,10 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from orders import carrier, workflow
-from orders.choices import Action, AppraisalResult, BlockedStage, EventSource, OrderState, ScanStatus
+from orders.choices import Action, AppraisalResult, BlockedStage, OrderState, ScanStatus
 from orders.models import Order
 from portal import apikeys
-from portal.choices import OrganisationKind
+from portal.choices import EventSource, OrganisationKind
 from portal.env import env_str
 from portal.models import ApiKey, CarrierIntegration, Organisation, User
 

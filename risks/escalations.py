@@ -1,8 +1,15 @@
-"""Working an escalation (SPEC §4): an operator takes it, the thread grows,
-the operator acts on the order from it, and closes it; every step tells the
-people concerned (SPEC §5) in the same transaction."""
+"""Escalations (SPEC §4): raised by a person or by a rule, an operator takes
+one, the thread grows, the operator acts on the order from it, and closes it;
+every step tells the people concerned (SPEC §5) in the same transaction.
 
-from django.db import transaction
+Raising one for a risk case is half of escalating the case: ``risks.cases``
+marks the case and calls these, never the other way round.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -10,6 +17,7 @@ from orders import errors, workflow
 from orders.choices import Action, describe_parameters
 from portal import notify
 from portal.models import NotificationKind
+from risks import rules
 from risks.choices import LIVE_ESCALATIONS, EscalationStatus
 from risks.models import EntryKind, Escalation, EscalationEntry
 
@@ -82,6 +90,71 @@ def announce_opened(escalations, now=None):
             for e in escalations
         ],
         now=now,
+    )
+
+
+def first_response_hours() -> int:
+    return settings.ESCALATION_FIRST_RESPONSE_HOURS
+
+
+def open_escalation(*, order, reason, category, organisation, user=None, case=None, rule="", at=None) -> Escalation:
+    """Raise an escalation; a case that already has a live one gets that one back."""
+    at = at or timezone.now()
+    if case is not None:
+        live = Escalation.objects.live().filter(case=case).first()
+        if live is not None:
+            return live
+    try:
+        with transaction.atomic():
+            escalation = Escalation.objects.create(
+                order=order,
+                case=case,
+                reason=reason,
+                category=category,
+                raised_by_organisation=organisation,
+                raised_by_user=user,
+                raised_by_rule=rule,
+                first_response_due_at=at + timedelta(hours=first_response_hours()),
+                created_at=at,
+            )
+            announce_opened([escalation], now=at)
+            return escalation
+    except IntegrityError:
+        # Another sweep raised it a moment ago: one live escalation per case.
+        return Escalation.objects.live().get(case=case)
+
+
+def open_for_cases(live_cases, reason, at) -> None:
+    """Raise an escalation for each of ``live_cases`` in a few statements,
+    whatever their number, each about what its rule is about.
+
+    Each is raised in the name of the case's owner, or of the order's
+    provider when the platform owns the case (a blocked flow, an offline
+    shipment), so that the organisation that must act sees it and its
+    outcome. A case with a live escalation keeps it (one per case).
+    """
+    due = at + timedelta(hours=first_response_hours())
+    Escalation.objects.bulk_create(
+        [
+            Escalation(
+                order_id=case.order_id,
+                case=case,
+                reason=str(reason),
+                category=rules.RULES[case.rule].category,
+                raised_by_organisation_id=(case.owner_id if not case.owner.is_platform else case.order.provider_id),
+                raised_by_rule=case.rule,
+                first_response_due_at=due,
+                created_at=at,
+            )
+            for case in live_cases
+        ],
+        ignore_conflicts=True,
+    )
+    announce_opened(
+        Escalation.objects.filter(case_id__in=[case.pk for case in live_cases], created_at=at).select_related(
+            "order", "raised_by_organisation"
+        ),
+        now=at,
     )
 
 
@@ -181,8 +254,6 @@ def remind_unassigned(now, every_hours) -> int:
     """Unassigned escalations past their first-response time remind the operators,
     once per interval (the interval's number is in the cause, so a second sweep
     in the same interval adds nothing)."""
-    from datetime import timedelta
-
     waiting = list(
         Escalation.objects.live()
         .filter(assignee__isnull=True, first_response_due_at__lte=now)

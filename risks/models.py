@@ -65,7 +65,8 @@ class RiskSettings(models.Model):
         return found if found is not None else cls(pk=1)
 
     def sla(self) -> dict[str, timedelta]:
-        """How long an order may stay in each state before it is stalled, and whose it is."""
+        """How long an order may stay in each state before it is stalled (whose
+        it then is, the ``stalled`` entry of ``risks.rules.RULES`` says)."""
         return {
             state: timedelta(hours=getattr(self, f"sla_{state}_hours"))
             for state in (
@@ -193,6 +194,26 @@ class RiskCase(models.Model):
         if self.is_group_case:
             return Order.objects.split_group(self.trade_no, self.sku)
         return Order.objects.filter(pk=self.order_id)
+
+
+def live_cases_of(order):
+    """The live risk cases about ``order``: its own and its split group's."""
+    return RiskCase.objects.live().about(order).select_related("owner").order_by("due_at", "pk")
+
+
+def attach_live_cases(orders) -> list:
+    """Give each of ``orders`` (a page of a list) its live risk cases, its
+    split group's included, as ``live_cases``, with one query for them all."""
+    orders = list(orders)
+    cases = list(RiskCase.objects.live().about_any(orders).order_by("rule", "pk")) if orders else []
+    for order in orders:
+        order.live_cases = [
+            case
+            for case in cases
+            if case.order_id == order.pk
+            or (case.is_group_case and (case.trade_no, case.sku) == (order.trade_no, order.sku))
+        ]
+    return orders
 
 
 class CaseEvent(models.Model):

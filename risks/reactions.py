@@ -1,21 +1,25 @@
 """Risk cases that cannot wait for the next sweep: they open, close or
-escalate in the same transaction as the workflow step that caused them.
+escalate in the same transaction as the workflow step (or the merchant's
+split choice) that caused them.
 
 The sweep stays the safety net: what a step misses (a deadline applied
 set-wise, a threshold passing with no step at all), the next sweep finds.
 """
 
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from orders.choices import ESCALATING_OUTCOMES, TERMINAL_STATES, Action, VerifyOutcome
+from orders import splits
+from orders.choices import ESCALATING_OUTCOMES, TERMINAL_STATES, Action, SplitChoice, VerifyOutcome
 from orders.models import Order
 from risks import cases, rules, sweep
-from risks.choices import GROUP_RULES, EscalationCategory, Resolution, Rule
+from risks.choices import GROUP_RULES, CaseEventKind, EscalationCategory, Resolution, Rule
 from risks.models import RiskCase, RiskSettings
 
-OPEN_AT_ONCE = {Action.REPORT_BLOCKED: Rule.FLOW_BLOCKED, Action.OFFLINE_SHIPMENT: Rule.OFFLINE_SHIPMENT}
+# The steps that are themselves a risk (``RuleSpec.opened_by``): their case opens with them.
+OPEN_AT_ONCE = {spec.opened_by: code for code, spec in rules.RULES.items() if spec.opened_by}
 # System notes are stored as their source text and translated when shown.
 CLEARED_BY_STEP = gettext_noop("A step on the order cleared the condition; the case closed with it.")
 FINISHED = gettext_noop("The order is finished; the case stays on record with the money that was at risk.")
@@ -34,7 +38,7 @@ def on_step(order, event, actor, params):
     if rule is not None:
         now = timezone.now()
         ctx = rules.Context.build(now, RiskSettings.current())
-        hits = rules.RULES[rule](ctx, Order.objects.filter(pk=order.pk))
+        hits = rules.RULES[rule].evaluate(ctx, Order.objects.filter(pk=order.pk))
         sweep.open_hits(rule, hits, now)
     elif event.action == Action.VERIFY_PENDING:
         _verified(order, actor, params)
@@ -48,25 +52,24 @@ def _live(order, rule):
     return RiskCase.objects.live().filter(rule=rule, subject=f"order:{order.pk}").select_related("order", "owner")
 
 
-def _resolve_cleared(order, keep):
+def _resolve_cleared(order, keep=(), only=None):
     """Ask each rule with a live case about ``order`` whether it still holds,
     for this order (or its split group) alone, and close the cases it does not
-    (those of the rules in ``keep`` aside)."""
-    live = list(
-        RiskCase.objects.live().about(order).exclude(rule__in=keep).values("pk", "rule", "subject", "fingerprint")
-    )
+    (those of the rules in ``keep`` aside; of the rules in ``only`` alone, when
+    given)."""
+    about = RiskCase.objects.live().about(order).exclude(rule__in=keep)
+    if only is not None:
+        about = about.filter(rule__in=sorted(only))
+    live = list(about.values("pk", "rule", "subject", "fingerprint"))
     if not live:
         return
     now = timezone.now()
     ctx = rules.Context.build(now, RiskSettings.current())
-    if any(row["rule"] in GROUP_RULES for row in live):
+    if any(rules.RULES[row["rule"]].group for row in live):
         rules.only_group(ctx, order.trade_no, order.sku)
     cleared = []
     for row in live:
-        if row["rule"] in GROUP_RULES:
-            hits = rules.RULES[row["rule"]](ctx)
-        else:
-            hits = rules.RULES[row["rule"]](ctx, Order.objects.filter(pk=order.pk))
+        hits = rules.RULES[row["rule"]].evaluate(ctx, Order.objects.filter(pk=order.pk))
         if row["subject"] not in {hit.subject for hit in hits}:
             cleared.append(row)
     why = FINISHED if order.state in TERMINAL_STATES else CLEARED_BY_STEP
@@ -88,3 +91,27 @@ def _verified(order, actor, params):
             cases.escalate_order(order, actor, reason, category=EscalationCategory.SIGN_IN)
     elif case is not None:
         cases.resolve(case, actor, _("Verified: %(outcome)s") % {"outcome": text})
+
+
+def choose_split(trade_no, sku, choice, actor):
+    """The merchant's answer for a split group (``orders.splits.choose``) and,
+    in the same transaction, what it does to the group's cases: the live
+    ``split_order`` case records the choice, and a group case whose condition
+    the answer removed (the group already matches it; choice B for extra
+    logistics fees) resolves now, not at the next sweep."""
+    with transaction.atomic():
+        group = splits.choose(trade_no, sku, choice, actor)
+        case = RiskCase.objects.live().filter(rule=Rule.SPLIT_ORDER, subject=f"group:{trade_no}/{sku}").first()
+        if case is not None:
+            cases.record(
+                case,
+                CaseEventKind.SPLIT_CHOICE,
+                user=actor.user,
+                organisation=actor.organisation,
+                note=str(SplitChoice(choice).label),
+            )
+        # Any open order of the group stands for it (``choose`` refuses a
+        # group with none).
+        member = Order.objects.split_group(trade_no, sku).open().order_by("pk").first()
+        _resolve_cleared(member, only=GROUP_RULES)
+    return group

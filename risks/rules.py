@@ -1,53 +1,85 @@
-"""The risk rules of SPEC §3, one function per rule code.
+"""The risk rules of SPEC §3: one function per rule code, and ``RULES``, the
+table that declares each rule once with everything the portal does with its
+cases (owner, severity, response time, escalation, what the owner is told).
 
 Each rule asks the database, with one or two indexed queries, which orders
 or split groups hit it now, and returns them as ``Hit`` records: what the
 case is about (``subject``), the evidence (``fingerprint``), its owner,
 severity, due time and the money at risk. Rules read; the sweep decides
-what to open and what to resolve.
+what to open and what to resolve. The thresholds they read are
+``RiskSettings`` fields, which administrators edit; ``RuleSpec.thresholds``
+names them.
 """
 
 import datetime
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
 from orders.models import ARRIVED_AT, Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import Organisation
-from risks.choices import Rule, Severity
+from risks.choices import GROUP_RULES, EscalationCategory, Rule, Severity
 
 S = OrderState
+MERCHANT = OrganisationKind.MERCHANT
+PROVIDER = OrganisationKind.PROVIDER
+PLATFORM = OrganisationKind.PLATFORM
 _open_states = sorted(OPEN_STATES)
 
-# How long the owner has to act on a new case of each rule.
-RESPONSE_HOURS = {
-    Rule.PENDING_SIGN_IN: 12,
-    Rule.FLOW_BLOCKED: 4,
-    Rule.OFFLINE_SHIPMENT: 4,
-    Rule.SPLIT_ORDER: 24,
-    Rule.DUPLICATE_APPRAISAL_FEE: 12,
-    Rule.DUPLICATE_LOGISTICS_FEE: 12,
-    Rule.UNCONFIRMABLE_SPLIT_ORDER: 12,
-    Rule.STALLED: 12,
-    Rule.DEADLINE_AT_RISK: 6,
-}
-# Rules whose cases go to the platform the moment they open.
-ESCALATE_AT_ONCE = frozenset({Rule.FLOW_BLOCKED, Rule.OFFLINE_SHIPMENT})
-# Who owns a stalled order, by state.
-STALLED_OWNER = {
-    S.AWAITING_SHIPMENT: OrganisationKind.MERCHANT,
-    S.INBOUND: OrganisationKind.MERCHANT,
-    S.SIGNED_IN: OrganisationKind.PROVIDER,
-    S.APPRAISED: OrganisationKind.PROVIDER,
-    S.INSPECTED: OrganisationKind.PROVIDER,
-    S.PACKED: OrganisationKind.PROVIDER,
-    S.WAYBILL_PRINTED: OrganisationKind.PROVIDER,
-    S.OUTBOUND: OrganisationKind.PLATFORM,
-}
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule of SPEC §3, declared once in ``RULES``: how it is evaluated and
+    what the portal does with its cases.
+
+    ``evaluate(ctx, orders=None)`` returns the rule's ``Hit`` records now.
+    Every rule takes the same two arguments: ``orders`` narrows a rule about
+    single orders to those orders (a workflow step asking about its own
+    order); a group rule reads the split groups of ``ctx`` instead (every open
+    group, or the one ``only_group`` chose) and leaves ``orders`` aside.
+    """
+
+    code: Rule
+    evaluate: Callable
+    # Whose case it is: an organisation kind, or one per order state.
+    owner: str | Mapping[str, str]
+    # The severity of its cases; a rule may raise it for one hit.
+    severity: Severity
+    # How long the owner has to act on a new case.
+    response_hours: int
+    # What an escalation of one of its cases is about.
+    category: EscalationCategory
+    # What the case page tells the owner to do.
+    instructions: Promise
+    # The ``RiskSettings`` fields it reads; administrators tune them there.
+    thresholds: tuple[str, ...] = ()
+    # The workflow step (an ``Action``) that is itself this risk: its case
+    # opens with the step, not at the next sweep.
+    opened_by: str = ""
+    # Its cases go to the platform the moment they open.
+    escalate_at_once: bool = False
+    # Evidence that changes means a new case, not the old one carried on: an
+    # order stalled in a new state is a new problem.
+    restart_on_new_evidence: bool = False
+
+    @property
+    def group(self) -> bool:
+        """Whether the rule is about a whole split group (``GROUP_RULES``): its
+        case belongs to every order of the group."""
+        return self.code in GROUP_RULES
+
+    def owner_of(self, state=None) -> str:
+        """The kind of organisation that owns a case about an order in ``state``."""
+        return self.owner[state] if isinstance(self.owner, Mapping) else self.owner
 
 
 @dataclass
@@ -84,11 +116,17 @@ class Context:
     def due(self, rule, deadline=None):
         """When a case opened now is due: its response time, but never after the
         point where escalating would come too late for the deadline."""
-        due = self.now + timedelta(hours=RESPONSE_HOURS[rule])
+        due = self.now + timedelta(hours=RULES[rule].response_hours)
         if deadline is not None:
             latest = deadline - timedelta(hours=self.cfg.escalate_overdue_after_hours + 6)
             due = max(self.now, min(due, latest))
         return due
+
+    def owner_id(self, rule, state=None, *, merchant_id=None, provider_id=None):
+        """The organisation that owns a case of ``rule`` about an order in
+        ``state`` (of that merchant and provider): the rule's owner kind."""
+        kind = RULES[rule].owner_of(state)
+        return {MERCHANT: merchant_id, PROVIDER: provider_id}.get(kind, self.platform_id)
 
 
 def _base(orders):
@@ -99,7 +137,7 @@ def _base(orders):
 ORDER_FIELDS = ("pk", "trade_no", "sku", "merchant_id", "provider_id", "amount", "auto_confirm_at", "state")
 
 
-def _order_hit(ctx, rule, row, *, owner_id, severity, fingerprint, money=None, details=None) -> Hit:
+def _order_hit(ctx, rule, row, *, fingerprint, severity=None, money=None, details=None) -> Hit:
     return Hit(
         rule=rule,
         subject=f"order:{row['pk']}",
@@ -107,8 +145,8 @@ def _order_hit(ctx, rule, row, *, owner_id, severity, fingerprint, money=None, d
         order_id=row["pk"],
         trade_no=row["trade_no"],
         sku=row["sku"],
-        owner_id=owner_id,
-        severity=severity,
+        owner_id=ctx.owner_id(rule, row["state"], merchant_id=row["merchant_id"], provider_id=row["provider_id"]),
+        severity=severity or RULES[rule].severity,
         due_at=ctx.due(rule, row["auto_confirm_at"]),
         money_at_risk=row["amount"] if money is None else money,
         details=details or {"state": row["state"]},
@@ -136,8 +174,8 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.PENDING_SIGN_IN,
             r,
-            owner_id=r["provider_id"],
-            severity=Severity.HIGH if r["auto_confirm_at"] <= high_before else Severity.MEDIUM,
+            # The rule's severity (medium) until the deadline comes near.
+            severity=Severity.HIGH if r["auto_confirm_at"] <= high_before else None,
             fingerprint=r["arrived_at"].isoformat(),
             details={"state": r["state"], "arrived_at": r["arrived_at"].isoformat()},
         )
@@ -159,8 +197,6 @@ def flow_blocked(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.FLOW_BLOCKED,
             r,
-            owner_id=ctx.platform_id,
-            severity=Severity.HIGH,
             fingerprint=r["reported_seq"] or 0,
             details={"state": r["state"], "stage": r["blocked_stage"]},
         )
@@ -197,8 +233,8 @@ def offline_shipment(ctx, orders=None) -> list[Hit]:
             order_id=r["order_id"],
             trade_no=r["order__trade_no"],
             sku=r["order__sku"],
-            owner_id=ctx.platform_id,
-            severity=Severity.CRITICAL,
+            owner_id=ctx.owner_id(Rule.OFFLINE_SHIPMENT, r["order__state"]),
+            severity=RULES[Rule.OFFLINE_SHIPMENT].severity,
             due_at=ctx.due(Rule.OFFLINE_SHIPMENT),
             money_at_risk=r["order__amount"],
             details={"state": r["order__state"], "scans": r["scans"]},
@@ -282,7 +318,7 @@ def _read_groups(only=None) -> list[dict]:
     return rows
 
 
-def _group_hit(ctx, rule, g, *, severity, fingerprint, money) -> Hit:
+def _group_hit(ctx, rule, g, *, fingerprint, money) -> Hit:
     return Hit(
         rule=rule,
         subject=f"group:{g['trade_no']}/{g['sku']}",
@@ -290,18 +326,19 @@ def _group_hit(ctx, rule, g, *, severity, fingerprint, money) -> Hit:
         order_id=g["first_order"],
         trade_no=g["trade_no"],
         sku=g["sku"],
-        owner_id=g["provider_id"],
-        severity=severity,
+        owner_id=ctx.owner_id(rule, provider_id=g["provider_id"]),
+        severity=RULES[rule].severity,
         due_at=ctx.due(rule),
         money_at_risk=money,
         details={"orders": g["size"], "choice": g["choice"]},
     )
 
 
-def split_order(ctx) -> list[Hit]:
+def split_order(ctx, orders=None) -> list[Hit]:
     """Split groups still open that do not yet match the merchant's choice:
     A, every extra order refunded; B, every extra order kept as "no appraisal
-    needed" and delivered."""
+    needed" and delivered. A group rule: it reads the groups of ``ctx``
+    (``group_rows``), whatever ``orders`` are given."""
     hits = []
     for g in group_rows(ctx):
         if not g["open_orders"]:
@@ -316,7 +353,6 @@ def split_order(ctx) -> list[Hit]:
                 ctx,
                 Rule.SPLIT_ORDER,
                 g,
-                severity=Severity.MEDIUM,
                 fingerprint=f"{g['size']}:{g['choice']}",
                 money=g["total"],
             )
@@ -324,14 +360,14 @@ def split_order(ctx) -> list[Hit]:
     return hits
 
 
-def duplicate_appraisal_fee(ctx) -> list[Hit]:
-    """Split groups, not yet finished, where more than one order carries pass or fail."""
+def duplicate_appraisal_fee(ctx, orders=None) -> list[Hit]:
+    """Split groups, not yet finished, where more than one order carries pass
+    or fail. A group rule, as ``split_order``."""
     return [
         _group_hit(
             ctx,
             Rule.DUPLICATE_APPRAISAL_FEE,
             g,
-            severity=Severity.CRITICAL,
             fingerprint=g["appraised"],
             money=(g["appraised"] - 1) * g["appraisal_fee"],
         )
@@ -340,15 +376,14 @@ def duplicate_appraisal_fee(ctx) -> list[Hit]:
     ]
 
 
-def duplicate_logistics_fee(ctx) -> list[Hit]:
+def duplicate_logistics_fee(ctx, orders=None) -> list[Hit]:
     """Split groups, not yet finished, with more than one waybill picked up,
-    when the merchant did not choose B."""
+    when the merchant did not choose B. A group rule, as ``split_order``."""
     return [
         _group_hit(
             ctx,
             Rule.DUPLICATE_LOGISTICS_FEE,
             g,
-            severity=Severity.HIGH,
             fingerprint=g["picked_up"],
             money=(g["picked_up"] - 1) * g["logistics_fee"],
         )
@@ -382,8 +417,6 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.UNCONFIRMABLE_SPLIT_ORDER,
             r,
-            owner_id=r["provider_id"],
-            severity=Severity.HIGH,
             fingerprint=r["state"],
         )
         for r in rows
@@ -398,23 +431,16 @@ def stalled(ctx, orders=None) -> list[Hit]:
     for state, limit in sla.items():
         condition |= Q(state=state, state_changed_at__lte=ctx.now - limit)
     rows = _base(orders).filter(condition).values(*ORDER_FIELDS, "state_changed_at")
-    owners = {OrganisationKind.MERCHANT: "merchant_id", OrganisationKind.PROVIDER: "provider_id"}
-    hits = []
-    for r in rows:
-        kind = STALLED_OWNER[r["state"]]
-        owner = r[owners[kind]] if kind in owners else ctx.platform_id
-        hits.append(
-            _order_hit(
-                ctx,
-                Rule.STALLED,
-                r,
-                owner_id=owner,
-                severity=Severity.MEDIUM,
-                fingerprint=f"{r['state']}@{r['state_changed_at'].isoformat()}",
-                details={"state": r["state"], "since": r["state_changed_at"].isoformat()},
-            )
+    return [
+        _order_hit(
+            ctx,
+            Rule.STALLED,
+            r,
+            fingerprint=f"{r['state']}@{r['state_changed_at'].isoformat()}",
+            details={"state": r["state"], "since": r["state_changed_at"].isoformat()},
         )
-    return hits
+        for r in rows
+    ]
 
 
 def deadline_at_risk(ctx, orders=None) -> list[Hit]:
@@ -431,8 +457,6 @@ def deadline_at_risk(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.DEADLINE_AT_RISK,
             r,
-            owner_id=ctx.platform_id,
-            severity=Severity.HIGH,
             fingerprint=r["auto_confirm_at"].isoformat(),
             details={"state": r["state"], "deadline": r["auto_confirm_at"].isoformat()},
         )
@@ -440,17 +464,153 @@ def deadline_at_risk(ctx, orders=None) -> list[Hit]:
     ]
 
 
-RULES = {
-    Rule.PENDING_SIGN_IN: pending_sign_in,
-    Rule.FLOW_BLOCKED: flow_blocked,
-    Rule.OFFLINE_SHIPMENT: offline_shipment,
-    Rule.SPLIT_ORDER: split_order,
-    Rule.DUPLICATE_APPRAISAL_FEE: duplicate_appraisal_fee,
-    Rule.DUPLICATE_LOGISTICS_FEE: duplicate_logistics_fee,
-    Rule.UNCONFIRMABLE_SPLIT_ORDER: unconfirmable_split_order,
-    Rule.STALLED: stalled,
-    Rule.DEADLINE_AT_RISK: deadline_at_risk,
-}
-# Evidence that changes means a new case, not the old one carried on: an
-# order stalled in a new state is a new problem.
-RESTART_ON_NEW_EVIDENCE = frozenset({Rule.STALLED})
+def _one_per_code(*specs) -> Mapping:
+    """The declarations by code, in the order given (the order the sweep runs
+    them). A rule declared twice, or not at all, is refused at import."""
+    codes = [spec.code for spec in specs]
+    if sorted(codes) != sorted(Rule):
+        raise ImproperlyConfigured(f"risks.rules.RULES must declare every Rule once; it declares {codes}")
+    return MappingProxyType({spec.code: spec for spec in specs})
+
+
+# SPEC §3, one rule per entry.
+RULES = _one_per_code(
+    RuleSpec(
+        code=Rule.PENDING_SIGN_IN,
+        evaluate=pending_sign_in,
+        owner=PROVIDER,
+        severity=Severity.MEDIUM,  # high within pending_sign_in_high_within_hours of the deadline
+        response_hours=12,
+        category=EscalationCategory.SIGN_IN,
+        thresholds=("pending_sign_in_hours", "pending_sign_in_high_within_hours"),
+        instructions=_(
+            "Find out why the parcel has not been signed for — ask the merchant — and record it on the order "
+            "with “Verify pending sign-in”. If you cannot tell, or the system refuses to sign it, say so: the "
+            "platform takes it over at once."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.FLOW_BLOCKED,
+        evaluate=flow_blocked,
+        owner=PLATFORM,
+        severity=Severity.HIGH,
+        response_hours=4,
+        category=EscalationCategory.FLOW_BLOCKED,
+        opened_by=Action.REPORT_BLOCKED,
+        escalate_at_once=True,
+        instructions=_(
+            "The provider cannot go on in the online flow. An operator fixes the cause and unblocks the order; "
+            "the provider then prints the online waybill. Shipping offline is forbidden."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.OFFLINE_SHIPMENT,
+        evaluate=offline_shipment,
+        owner=PLATFORM,
+        severity=Severity.CRITICAL,
+        response_hours=4,
+        category=EscalationCategory.OFFLINE_SHIPMENT,
+        opened_by=Action.OFFLINE_SHIPMENT,
+        escalate_at_once=True,
+        instructions=_(
+            "A carrier reported this order moving under a number that is not its online waybill. The online "
+            "flow is broken: without a pickup of the online waybill the order is refunded at its deadline. The "
+            "platform must step in."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.SPLIT_ORDER,
+        evaluate=split_order,
+        # The provider contacts the merchant, who chooses (``orders.splits``).
+        owner=PROVIDER,
+        severity=Severity.MEDIUM,
+        response_hours=24,
+        category=EscalationCategory.SPLIT_ORDER,
+        instructions=_(
+            "The buyer's purchase was split into several orders with the appraisal service. The provider "
+            "contacts the merchant; the merchant chooses A or B below."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.DUPLICATE_APPRAISAL_FEE,
+        evaluate=duplicate_appraisal_fee,
+        owner=PROVIDER,
+        severity=Severity.CRITICAL,
+        response_hours=12,
+        category=EscalationCategory.SPLIT_ORDER,
+        instructions=_(
+            "More than one order of this split group carries pass or fail: the merchant would pay the appraisal "
+            "fee more than once. Correct it before the orders complete."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.DUPLICATE_LOGISTICS_FEE,
+        evaluate=duplicate_logistics_fee,
+        owner=PROVIDER,
+        severity=Severity.HIGH,
+        response_hours=12,
+        category=EscalationCategory.SPLIT_ORDER,
+        instructions=_(
+            "More than one waybill of this split group was picked up, and the merchant did not choose to bear "
+            "the logistics fees. Stop the extra waybills."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.UNCONFIRMABLE_SPLIT_ORDER,
+        evaluate=unconfirmable_split_order,
+        owner=PROVIDER,
+        severity=Severity.HIGH,
+        response_hours=12,
+        category=EscalationCategory.SPLIT_ORDER,
+        thresholds=("unconfirmable_hours",),
+        instructions=_(
+            "This order needs no appraisal, but without a waybill that is picked up and delivered it can never "
+            "be confirmed. Print its waybill and have it picked up."
+        ),
+    ),
+    RuleSpec(
+        code=Rule.STALLED,
+        evaluate=stalled,
+        owner=MappingProxyType(
+            {
+                S.AWAITING_SHIPMENT: MERCHANT,
+                S.INBOUND: MERCHANT,
+                S.SIGNED_IN: PROVIDER,
+                S.APPRAISED: PROVIDER,
+                S.INSPECTED: PROVIDER,
+                S.PACKED: PROVIDER,
+                S.WAYBILL_PRINTED: PROVIDER,
+                S.OUTBOUND: PLATFORM,
+            }
+        ),
+        severity=Severity.MEDIUM,
+        response_hours=12,
+        category=EscalationCategory.OVERDUE_CASE,
+        thresholds=(
+            "sla_awaiting_shipment_hours",
+            "sla_inbound_hours",
+            "sla_signed_in_hours",
+            "sla_appraised_hours",
+            "sla_inspected_hours",
+            "sla_packed_hours",
+            "sla_waybill_printed_hours",
+            "sla_outbound_hours",
+        ),
+        restart_on_new_evidence=True,
+        instructions=_("The order has been in this state longer than it should. Move it on."),
+    ),
+    RuleSpec(
+        code=Rule.DEADLINE_AT_RISK,
+        evaluate=deadline_at_risk,
+        # The merchant and the provider are told at once as well (``risks.sweep``).
+        owner=PLATFORM,
+        severity=Severity.HIGH,
+        response_hours=6,
+        category=EscalationCategory.DEADLINE,
+        thresholds=("deadline_at_risk_hours",),
+        instructions=_(
+            "The automatic confirmation deadline is close and the order is not delivered. Finish the flow, or "
+            "have an operator extend the deadline, or the money shown is lost."
+        ),
+    ),
+)

@@ -49,16 +49,14 @@ def run_sweep(now=None) -> Summary:
     ctx = rules.Context.build(now, RiskSettings.current())
     summary = Summary()
     live = _live_cases()
-    for rule, evaluate in rules.RULES.items():
-        hits = {hit.subject: hit for hit in evaluate(ctx)}
+    for rule, spec in rules.RULES.items():
+        hits = {hit.subject: hit for hit in spec.evaluate(ctx)}
         current = live.get(rule, {})
         cleared = [case for subject, case in current.items() if subject not in hits]
         restarted = [
             case
             for subject, case in current.items()
-            if subject in hits
-            and rule in rules.RESTART_ON_NEW_EVIDENCE
-            and case["fingerprint"] != hits[subject].fingerprint
+            if subject in hits and spec.restart_on_new_evidence and case["fingerprint"] != hits[subject].fingerprint
         ]
         resolved = resolve_rows(cleared, Resolution.CONDITION_CLEARED, now)
         resolved += resolve_rows(restarted, Resolution.SUPERSEDED, now)
@@ -185,7 +183,7 @@ def open_hits(rule, hits, now) -> int:
             )
             bulk.insert(CaseEvent, ["case_id", "kind", "at"], [(pk, CaseEventKind.OPENED, now) for pk in created])
             _announce(created, now)
-            if rule in rules.ESCALATE_AT_ONCE:
+            if rules.RULES[rule].escalate_at_once:
                 cases.escalate_many_by_rule(
                     list(RiskCase.objects.filter(pk__in=created).select_related("owner", "order")),
                     gettext_noop("Sent to the platform at once, as this rule requires."),

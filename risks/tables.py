@@ -4,7 +4,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from orders.tables import SEVERITY_BADGE
-from portal.templatetags.portal import countdown, money
+from portal.formatting import countdown, money
 from risks.models import Escalation, RiskCase
 
 

@@ -5,15 +5,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from orders import errors, workflow
-from orders.choices import Action, EventSource, SplitChoice
+from orders import errors, splits, workflow
+from orders.choices import Action, SplitChoice
 from orders.fees import group_fees
 from orders.forms import BY_SLUG, slug
 from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
-from portal.choices import OrganisationKind
+from portal.choices import EventSource, OrganisationKind
 from portal.paging import paginate
-from risks import cases, escalations
+from risks import cases, escalations, reactions, rules
 from risks.choices import LIVE_ESCALATIONS, CaseStatus, Rule
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
 from risks.forms import AcknowledgeForm, CloseForm, CommentForm, EscalateForm, ResolveForm, SplitChoiceForm
@@ -81,6 +81,7 @@ def case_detail(request, pk, forms=None):
         "acknowledge_form": forms.get("acknowledge", AcknowledgeForm()),
         "resolve_form": forms.get("resolve", ResolveForm()),
         "escalate_form": forms.get("escalate", EscalateForm()),
+        "instructions": rules.RULES[case.rule].instructions,
     }
     if case.is_group_case or case.rule == Rule.UNCONFIRMABLE_SPLIT_ORDER:
         group = SplitGroup.objects.filter(trade_no=case.trade_no, sku=case.sku).first()
@@ -89,7 +90,7 @@ def case_detail(request, pk, forms=None):
             split=group,
             fees=group_fees(case.trade_no, case.sku, orders=Order.objects.visible_to(request.user)),
             split_form=forms.get("split", SplitChoiceForm(initial={"choice": group.choice if group else None})),
-            may_choose=case.is_live and cases.chooses_for_group(org, case.trade_no, case.sku),
+            may_choose=case.is_live and splits.chooses_for_group(org, case.trade_no, case.sku),
             choices=SplitChoice,
         )
     shown = {
@@ -154,7 +155,7 @@ def choose_split(request, pk):
     """The merchant answers a split-order case with choice A or B."""
 
     def act(case, data):
-        cases.choose_split(case.trade_no, case.sku, data["choice"], _actor(request))
+        reactions.choose_split(case.trade_no, case.sku, data["choice"], _actor(request))
         messages.success(request, _("Your choice is recorded; the provider handles the orders accordingly."))
 
     return _case_action(request, pk, SplitChoiceForm, "split", act)

@@ -7,8 +7,8 @@ import factory
 from django.utils import timezone
 
 from orders import carrier, workflow
-from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanStatus
-from portal.choices import OrganisationKind
+from orders.choices import Action, AppraisalResult, OrderState, ScanStatus
+from portal.choices import EventSource, OrganisationKind
 from portal.models import Organisation, User
 
 S = OrderState

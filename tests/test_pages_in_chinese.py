@@ -19,11 +19,11 @@ from orders.choices import (
     Action,
     AppraisalResult,
     BlockedStage,
-    EventSource,
     OrderState,
     ScanStatus,
     VerifyOutcome,
 )
+from portal.choices import EventSource
 from risks import cases
 from tests.factories import advance, new_order, platform_actor, scan
 
@@ -184,14 +184,15 @@ def test_a_person_switches_language_and_it_is_saved(client, merchant):
 # the workflow accepts: none may reach a reader as it is stored.
 STORED_CODES = sorted(
     {str(code) for kind in (AppraisalResult, BlockedStage, VerifyOutcome, ScanStatus) for code in kind.values}
-    | {name for names in inputs._PARAMS.values() for name in names}
+    | {param.name for taken in inputs.ACTION_PARAMS.values() for param in taken}
 )
 RAW_CODE = re.compile(r"(?<![\w-])(?:{})(?![\w-])".format("|".join(map(re.escape, STORED_CODES))))
 
 
 def test_every_parameter_the_workflow_takes_has_a_label():
     # Actions without their own list take an optional note.
-    taken = {name for names in inputs._PARAMS.values() for name in names} | {"note"}
+    taken = {param.name for params in inputs.ACTION_PARAMS.values() for param in params}
+    taken |= {param.name for param in inputs.NOTE_ONLY}
     assert taken - EVENT_PARAMETERS.keys() == set()
 
 
@@ -259,7 +260,7 @@ def test_the_order_timeline_in_chinese_shows_no_stored_code(client, chinese, mer
             assert words in timeline, (words, timeline)
     # Between them the orders above hold every action that takes parameters
     # (the others take an optional note, as unblock does above).
-    assert kinds >= {a for a, names in inputs._PARAMS.items() if names} | {Action.UNBLOCK}
+    assert kinds >= {a for a, taken in inputs.ACTION_PARAMS.items() if taken} | {Action.UNBLOCK}
 
 
 def test_an_operator_step_in_the_escalation_thread_reads_in_chinese(client, chinese, merchant_org, provider_org):

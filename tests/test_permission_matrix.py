@@ -7,7 +7,7 @@ A new URL fails this test until its expectations are written down here.
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from orders.api.views import ACTION_VIEWS
+from orders.api.views import OrderViewSet
 from orders.choices import OrderState
 from tests.factories import advance, new_order
 
@@ -17,7 +17,7 @@ PROVIDERS = {"provider", "provider2", "outsider"}
 
 ANY = None  # in scope: any answer but 404 and 5xx (a refusal of the action itself is fine)
 HEALTH = (200, 503)  # one of these (a tuple of allowed answers)
-API_ACTIONS = list(ACTION_VIEWS)
+API_ACTIONS = [step.url_path for step in OrderViewSet.get_extra_actions()]
 
 # name -> (method, kwargs builder, personas expected in scope, status in scope[, anonymous status])
 # Out of scope is always 404; anonymous is a redirect to login on the web, 401 on the API.

@@ -5,7 +5,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orders.choices import AppraisalResult, BlockedStage, ScanStatus, VerifyOutcome
+from orders import inputs
+from orders.choices import Action, ScanStatus
 from orders.inputs import (
     MAX_EXTENSION_HOURS,
     MAX_TEXT,
@@ -16,6 +17,7 @@ from orders.inputs import (
     sane_time,
 )
 from orders.models import Order, OrderEvent, mask_buyer
+from portal.api import StrictSerializer
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 
@@ -36,20 +38,6 @@ class TimeField(serializers.DateTimeField):
             return sane_time(parsed)
         except ValueError:
             self.fail("range")
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know and bodies that are not a JSON object."""
-
-    default_error_messages = {"unknown": _("Unknown field(s): %(names)s.")}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": [_("The body must be a JSON object.")]})
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
-        return super().to_internal_value(data)
 
 
 def text(max_length=MAX_TEXT, required=True, **kwargs):
@@ -203,42 +191,80 @@ class OrderCreateSerializer(StrictSerializer):
         return attrs
 
 
-class NoteSerializer(StrictSerializer):
-    note = text(required=False)
+def _body_field(param):
+    """The body field taking ``param`` (``orders.inputs``)."""
+    optional = {} if param.required else {"required": False}
+    if param.kind == inputs.CHOICE:
+        return serializers.ChoiceField(choices=param.choices.choices, **optional)
+    if param.kind == inputs.HOURS:
+        return serializers.IntegerField(min_value=1, max_value=MAX_EXTENSION_HOURS, **optional)
+    return text(param.max_length, required=param.required)
 
 
-class ShipSerializer(StrictSerializer):
-    carrier = text(64)
-    tracking_no = text(64)
-    note = text(required=False)
+# The body of a workflow action: its fields are the parameters that
+# ``orders.inputs`` declares for ``action``. (No docstrings on the bodies: the
+# schema describes each with StrictSerializer's.)
+class ActionSerializer(StrictSerializer):
+    action: str = ""
+
+    def taken(self):
+        return inputs.params_of(self.action)
+
+    def get_fields(self):
+        return {param.name: _body_field(param) for param in self.taken()}
 
 
-class VerifyPendingSerializer(StrictSerializer):
-    outcome = serializers.ChoiceField(choices=VerifyOutcome.choices)
-    note = text(required=False)
+# The body of every action without parameters of its own: an optional note.
+class NoteSerializer(ActionSerializer):
+    def taken(self):
+        return inputs.NOTE_ONLY
 
 
-class AppraiseSerializer(StrictSerializer):
-    result = serializers.ChoiceField(choices=AppraisalResult.choices)
-    note = text(required=False)
+class ShipSerializer(ActionSerializer):
+    action = Action.SHIP
 
 
-class ReportBlockedSerializer(StrictSerializer):
-    stage = serializers.ChoiceField(choices=BlockedStage.choices)
-    reason = text()
+class VerifyPendingSerializer(ActionSerializer):
+    action = Action.VERIFY_PENDING
 
 
-class SignInOnBehalfSerializer(StrictSerializer):
-    note = text()
+class AppraiseSerializer(ActionSerializer):
+    action = Action.APPRAISE
 
 
-class ExtendDeadlineSerializer(StrictSerializer):
-    hours = serializers.IntegerField(min_value=1, max_value=MAX_EXTENSION_HOURS)
-    note = text(required=False)
+class ReportBlockedSerializer(ActionSerializer):
+    action = Action.REPORT_BLOCKED
 
 
-class RefundSerializer(StrictSerializer):
-    reason = text()
+class SignInOnBehalfSerializer(ActionSerializer):
+    action = Action.SIGN_IN_ON_BEHALF
+
+
+class ExtendDeadlineSerializer(ActionSerializer):
+    action = Action.EXTEND_DEADLINE
+
+
+class RefundSerializer(ActionSerializer):
+    action = Action.REFUND
+
+
+_BODIES = {
+    body.action: body
+    for body in (
+        ShipSerializer,
+        VerifyPendingSerializer,
+        AppraiseSerializer,
+        ReportBlockedSerializer,
+        SignInOnBehalfSerializer,
+        ExtendDeadlineSerializer,
+        RefundSerializer,
+    )
+}
+
+
+def body_of(action):
+    """The serializer of ``action``'s body: its own, or ``NoteSerializer``."""
+    return _BODIES.get(action, NoteSerializer)
 
 
 class CarrierEventSerializer(StrictSerializer):
@@ -266,9 +292,3 @@ class CarrierBatchResultSerializer(serializers.Serializer):
     stored = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     results = CarrierResultSerializer(many=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    fields = serializers.DictField(required=False)

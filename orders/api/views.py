@@ -8,9 +8,10 @@ from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,50 +20,30 @@ from orders import carrier, errors, workflow, worklists
 from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
-from orders.forms import slug
-from orders.models import CarrierScan, Order, live_cases_of
-from portal.api import actor_for, error_body, idempotent
+from orders.models import CarrierScan, Order
+from portal.api import IDEMPOTENCY_HEADER, ById, ErrorSerializer, actor_for, error_body, error_responses, idempotent
 from portal.api_auth import HasOrganisation, WindowRateThrottle
 from portal.models import CarrierIntegration
 from portal.parsers import parse_json
 from risks.api.serializers import OrderWithCasesSerializer
+from risks.models import live_cases_of
 
-ERRORS = {
-    400: OpenApiResponse(s.ErrorSerializer, description="invalid input (code `invalid`, `malformed_request`)"),
-    401: OpenApiResponse(s.ErrorSerializer, description="no or bad credentials"),
-    403: OpenApiResponse(s.ErrorSerializer, description="`not_allowed`: your organisation may not do this"),
-    404: OpenApiResponse(s.ErrorSerializer, description="`not_found`: not there, or outside your scope"),
-    409: OpenApiResponse(
-        s.ErrorSerializer,
-        description="a refusal of the workflow: `invalid_transition`, `order_terminal`, `conflict`, "
-        "`split_group_already_appraised`, `flow_blocked`, `already_blocked`, `not_blocked`, `order_exists`",
-    ),
-    422: OpenApiResponse(s.ErrorSerializer, description="`idempotency_key_reused`"),
-    429: OpenApiResponse(s.ErrorSerializer, description="`throttled`"),
-}
+ERRORS = error_responses(
+    conflict="a refusal of the workflow: `invalid_transition`, `order_terminal`, `conflict`, "
+    "`split_group_already_appraised`, `flow_blocked`, `already_blocked`, `not_blocked`, `order_exists`"
+)
 BATCH_ATTEMPTS = 3
 LOCK_CONTENTION = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    description="Retry safely: the first answer to this key is replayed for 24 hours.",
-)
 IF_MATCH = OpenApiParameter(
     "If-Match",
     int,
     OpenApiParameter.HEADER,
     description="The order version you acted on; if it changed since, the answer is 409 `conflict`.",
 )
-
-
-class OrderCursor(CursorPagination):
-    ordering = "id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+# The order number in a step's path, documented as plain text.
+ORDER_NO = OpenApiParameter("order_no", str, OpenApiParameter.PATH)
 
 
 class ScopedFilterBackend(DjangoFilterBackend):
@@ -78,6 +59,28 @@ def _visible(request):
     return Order.objects.visible_to(request.user)
 
 
+class OrderMetadata(SimpleMetadata):
+    """OPTIONS of the orders. One order's endpoints describe no body here: the
+    only ones that take one are the workflow's steps, documented in the schema."""
+
+    def determine_actions(self, request, view):
+        return {} if view.detail else super().determine_actions(request, view)
+
+
+def _step(step):
+    """The documentation of a workflow step's endpoint: who may take it, its body, its answers."""
+    roles = ", ".join(sorted(str(r) for r in workflow.roles_for(step)))
+    return extend_schema(
+        summary=f"{Action(step).label} ({roles})",
+        description="One workflow action on one order; answers with the order as it now is.",
+        operation_id=f"orders_{step}",
+        request=s.body_of(step),
+        parameters=[IDEMPOTENCY_HEADER, IF_MATCH, ORDER_NO],
+        responses={200: s.OrderSerializer, **ERRORS},
+        tags=["orders"],
+    )
+
+
 @extend_schema_view(
     list=extend_schema(summary="List orders in your scope", responses={200: s.OrderSerializer(many=True), **ERRORS}),
     retrieve=extend_schema(
@@ -88,7 +91,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     lookup_field = "order_no"
     lookup_value_regex = "[^/]+"
     permission_classes = [HasOrganisation]
-    pagination_class = OrderCursor
+    metadata_class = OrderMetadata
+    pagination_class = ById
     filter_backends = [ScopedFilterBackend]
     filterset_class = OrderFilterSet
     serializer_class = s.OrderSerializer
@@ -149,6 +153,93 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def _show(self, order):
         return s.OrderSerializer(order, context={"request": self.request}).data
 
+    # --- the workflow's steps: one endpoint each, answering with the order as it now is
+
+    @idempotent
+    def _act(self, request, order_no, step):
+        """Take ``step`` on the order with the body's parameters (``s.body_of``),
+        from the version in If-Match or else the one just read. A retry with the
+        same Idempotency-Key gets the first answer."""
+        order = get_object_or_404(_visible(request).select_related("merchant", "provider"), order_no=order_no)
+        body = s.body_of(step)(data=request.data if request.data is not None else {})
+        body.is_valid(raise_exception=True)
+        expected = request.headers.get("If-Match", "").strip('"')
+        if expected and not expected.isdigit():
+            raise ParseError(_("If-Match must be the order version, a whole number."))
+        moved = workflow.perform(
+            order,
+            step,
+            actor_for(request),
+            expected_version=int(expected) if expected else order.version,
+            **body.validated_data,
+        )
+        return Response(s.OrderSerializer(moved, context={"request": request}).data)
+
+    @_step(Action.SHIP)
+    @action(detail=True, methods=["post"], url_path="ship")
+    def ship(self, request, order_no):
+        return self._act(request, order_no, Action.SHIP)
+
+    @_step(Action.SIGN_IN)
+    @action(detail=True, methods=["post"], url_path="sign-in")
+    def sign_in(self, request, order_no):
+        return self._act(request, order_no, Action.SIGN_IN)
+
+    @_step(Action.VERIFY_PENDING)
+    @action(detail=True, methods=["post"], url_path="verify-pending")
+    def verify_pending(self, request, order_no):
+        return self._act(request, order_no, Action.VERIFY_PENDING)
+
+    @_step(Action.APPRAISE)
+    @action(detail=True, methods=["post"], url_path="appraise")
+    def appraise(self, request, order_no):
+        return self._act(request, order_no, Action.APPRAISE)
+
+    @_step(Action.INSPECT)
+    @action(detail=True, methods=["post"], url_path="inspect")
+    def inspect(self, request, order_no):
+        return self._act(request, order_no, Action.INSPECT)
+
+    @_step(Action.PACK)
+    @action(detail=True, methods=["post"], url_path="pack")
+    def pack(self, request, order_no):
+        return self._act(request, order_no, Action.PACK)
+
+    @_step(Action.PRINT_WAYBILL)
+    @action(detail=True, methods=["post"], url_path="print-waybill")
+    def print_waybill(self, request, order_no):
+        return self._act(request, order_no, Action.PRINT_WAYBILL)
+
+    @_step(Action.REPORT_BLOCKED)
+    @action(detail=True, methods=["post"], url_path="report-blocked")
+    def report_blocked(self, request, order_no):
+        return self._act(request, order_no, Action.REPORT_BLOCKED)
+
+    @_step(Action.SIGN_IN_ON_BEHALF)
+    @action(detail=True, methods=["post"], url_path="sign-in-on-behalf")
+    def sign_in_on_behalf(self, request, order_no):
+        return self._act(request, order_no, Action.SIGN_IN_ON_BEHALF)
+
+    @_step(Action.UNBLOCK)
+    @action(detail=True, methods=["post"], url_path="unblock")
+    def unblock(self, request, order_no):
+        return self._act(request, order_no, Action.UNBLOCK)
+
+    @_step(Action.EXTEND_DEADLINE)
+    @action(detail=True, methods=["post"], url_path="extend-deadline")
+    def extend_deadline(self, request, order_no):
+        return self._act(request, order_no, Action.EXTEND_DEADLINE)
+
+    @_step(Action.REFUND)
+    @action(detail=True, methods=["post"], url_path="refund")
+    def refund(self, request, order_no):
+        return self._act(request, order_no, Action.REFUND)
+
+    @_step(Action.CONFIRM)
+    @action(detail=True, methods=["post"], url_path="confirm")
+    def confirm(self, request, order_no):
+        return self._act(request, order_no, Action.CONFIRM)
+
 
 def _same_creation(order, data) -> bool:
     """Whether ``data`` describes ``order`` as it was created. Everything but
@@ -164,69 +255,6 @@ def _same_creation(order, data) -> bool:
     return True
 
 
-ACTION_SERIALIZERS = {
-    Action.SHIP: s.ShipSerializer,
-    Action.SIGN_IN: s.NoteSerializer,
-    Action.VERIFY_PENDING: s.VerifyPendingSerializer,
-    Action.APPRAISE: s.AppraiseSerializer,
-    Action.INSPECT: s.NoteSerializer,
-    Action.PACK: s.NoteSerializer,
-    Action.PRINT_WAYBILL: s.NoteSerializer,
-    Action.REPORT_BLOCKED: s.ReportBlockedSerializer,
-    Action.SIGN_IN_ON_BEHALF: s.SignInOnBehalfSerializer,
-    Action.UNBLOCK: s.NoteSerializer,
-    Action.EXTEND_DEADLINE: s.ExtendDeadlineSerializer,
-    Action.REFUND: s.RefundSerializer,
-    Action.CONFIRM: s.NoteSerializer,
-}
-
-
-class OrderActionView(APIView):
-    """One workflow action on one order; answers with the order as it now is."""
-
-    permission_classes = [HasOrganisation]
-    action_name: str = ""
-
-    @idempotent
-    def post(self, request, order_no):
-        order = get_object_or_404(_visible(request).select_related("merchant", "provider"), order_no=order_no)
-        body = ACTION_SERIALIZERS[self.action_name](data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
-        expected = request.headers.get("If-Match", "").strip('"')
-        if expected and not expected.isdigit():
-            raise ParseError(_("If-Match must be the order version, a whole number."))
-        moved = workflow.perform(
-            order,
-            self.action_name,
-            actor_for(request),
-            expected_version=int(expected) if expected else order.version,
-            **body.validated_data,
-        )
-        return Response(s.OrderSerializer(moved, context={"request": request}).data)
-
-
-def action_view(action):
-    """A view class for one action, documented with its own body."""
-    roles = ", ".join(sorted(str(r) for r in workflow.roles_for(action)))
-
-    @extend_schema(
-        summary=f"{Action(action).label} ({roles})",
-        operation_id=f"orders_{action}",
-        request=ACTION_SERIALIZERS[action],
-        parameters=[IDEMPOTENCY_HEADER, IF_MATCH],
-        responses={200: s.OrderSerializer, **ERRORS},
-        tags=["orders"],
-    )
-    def post(self, request, order_no):
-        return OrderActionView.post(self, request, order_no)
-
-    name = f"{slug(action).title().replace('-', '')}View"
-    return type(name, (OrderActionView,), {"action_name": action, "post": post})
-
-
-ACTION_VIEWS = {slug(action): action_view(action) for action in ACTION_SERIALIZERS}
-
-
 @extend_schema(
     summary="A provider's worklist",
     parameters=[
@@ -236,7 +264,7 @@ ACTION_VIEWS = {slug(action): action_view(action) for action in ACTION_SERIALIZE
 )
 class WorklistView(ListAPIView):
     permission_classes = [HasOrganisation]
-    pagination_class = OrderCursor
+    pagination_class = ById
     filter_backends = [ScopedFilterBackend]
     filterset_class = OrderFilterSet
     serializer_class = s.OrderSerializer
@@ -281,7 +309,7 @@ class CarrierThrottle(WindowRateThrottle):
         200: s.CarrierBatchResultSerializer,
         **ERRORS,
         403: OpenApiResponse(
-            s.ErrorSerializer,
+            ErrorSerializer,
             description="`carrier_not_allowed`: a scan names a carrier the signing integration is not bound to",
         ),
     },

@@ -10,13 +10,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from orders import errors, workflow, worklists
-from orders.choices import Action, EventSource
+from orders.choices import Action
 from orders.fees import group_fees
 from orders.filtersets import search
 from orders.forms import BY_SLUG, FORMS, slug
-from orders.models import Order, live_cases_of
+from orders.models import Order
 from orders.views.lists import organisation_of
-from portal.choices import OrganisationKind
+from portal.actors import Actor
+from portal.choices import EventSource, OrganisationKind
+from risks.models import live_cases_of
 
 
 def _worklist_of(request):
@@ -31,7 +33,7 @@ def _in_worklist(url, worklist):
 
 def _detail_context(request, order, bound=None):
     """The order page: fields, timeline, split group with fees, and the forms of the actions allowed now."""
-    actor = workflow.Actor.of_user(request.user)
+    actor = Actor.of_user(request.user)
     visible = Order.objects.visible_to(request.user)
     worklist = _worklist_of(request)
     following = worklists.next_in(visible, worklist, order) if worklist else None
@@ -91,7 +93,7 @@ def order_action(request, order_no, action):
             workflow.perform(
                 order,
                 form.action,
-                workflow.Actor.of_user(request.user, EventSource.WEB),
+                Actor.of_user(request.user, EventSource.WEB),
                 expected_version=form.cleaned_data["version"],
                 **form.params(),
             )

@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
-from orders.api.serializers import OrderDetailSerializer, StrictSerializer, text
+from orders.api.serializers import OrderDetailSerializer, text
 from orders.choices import SplitChoice
+from portal.api import StrictSerializer
 from risks.choices import EscalationCategory
 from risks.models import Escalation, RiskCase
 

@@ -3,27 +3,17 @@ from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders.api.serializers import StrictSerializer
-from orders.api.views import ERRORS, IDEMPOTENCY_HEADER
 from orders.models import Order
-from portal.api import actor_for, error_body, idempotent
+from portal.api import ERRORS, IDEMPOTENCY_HEADER, ById, StrictSerializer, actor_for, error_body, idempotent
 from portal.api_auth import HasOrganisation
-from risks import cases, escalations
+from risks import cases, escalations, reactions
 from risks.api import serializers as s
 from risks.choices import EscalationStatus
 from risks.filtersets import CaseFilterSet, EscalationFilterSet
 from risks.models import Escalation, RiskCase
-
-
-class ById(CursorPagination):
-    ordering = "id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 @extend_schema_view(
@@ -118,7 +108,7 @@ class SplitChoiceView(APIView):
             return Response(error_body("not_found", _("Not found.")), status=status.HTTP_404_NOT_FOUND)
         body = s.SplitChoiceSerializer(data=request.data if request.data is not None else {})
         body.is_valid(raise_exception=True)
-        group = cases.choose_split(trade_no, sku, body.validated_data["choice"], actor_for(request))
+        group = reactions.choose_split(trade_no, sku, body.validated_data["choice"], actor_for(request))
         return Response(
             {"trade_no": group.trade_no, "sku": group.sku, "choice": group.choice, "chosen_at": group.chosen_at}
         )

@@ -9,8 +9,9 @@ from django.db import connection
 from django.utils import timezone
 
 from orders import carrier, errors, expiry, workflow
-from orders.choices import Action, AppraisalResult, EventSource, OrderState, ScanOutcome, ScanStatus
+from orders.choices import Action, AppraisalResult, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan, Order, OrderEvent
+from portal.choices import EventSource
 from tests.factories import advance, new_order
 
 S = OrderState

@@ -5,8 +5,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from orders import workflow
-from orders.choices import Action, EventSource, OrderState, ScanOutcome, ScanStatus
+from orders.choices import Action, OrderState, ScanOutcome, ScanStatus
 from orders.models import CarrierScan
+from portal.choices import EventSource
 from tests.factories import advance, new_order, scan
 
 S = OrderState

@@ -7,9 +7,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from orders import expiry
-from orders.choices import Action, AppraisalResult, EventSource, FeeKind, OrderState
+from orders.choices import Action, AppraisalResult, FeeKind, OrderState
 from orders.models import FeeCharge, Order
 from orders.tasks import apply_deadlines as deadline_task
+from portal.choices import EventSource
 from tests.factories import advance, new_order
 
 S = OrderState

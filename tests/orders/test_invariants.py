@@ -6,9 +6,10 @@ import pytest
 from django.utils import timezone
 
 from orders import errors, expiry, workflow
-from orders.choices import TERMINAL_STATES, Action, AppraisalResult, EventSource, OrderState, ScanOutcome, ScanStatus
+from orders.choices import TERMINAL_STATES, Action, AppraisalResult, OrderState, ScanOutcome, ScanStatus
 from orders.events import replay_order, snapshot
 from orders.models import AppendOnlyError, CarrierScan, FeeCharge, Order, OrderEvent
+from portal.choices import EventSource
 from tests.factories import advance, new_order, scan
 
 S = OrderState

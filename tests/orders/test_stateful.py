@@ -19,14 +19,13 @@ from orders.choices import (
     Action,
     AppraisalResult,
     BlockedStage,
-    EventSource,
     FeeKind,
     OrderState,
     ScanStatus,
 )
 from orders.events import replay_order, snapshot
 from orders.models import FeeCharge, Order, OrderEvent
-from portal.choices import OrganisationKind
+from portal.choices import EventSource, OrganisationKind
 from portal.models import Organisation
 
 S = OrderState

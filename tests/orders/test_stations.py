@@ -5,10 +5,11 @@ import re
 import pytest
 from django.urls import reverse
 
-from orders.choices import Action, AppraisalResult, BlockedStage, EventSource
+from orders.choices import Action, AppraisalResult, BlockedStage
 from orders.choices import OrderState as S
 from orders.models import Order
 from orders.workflow import Actor, perform
+from portal.choices import EventSource
 from tests.factories import advance, new_order
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,9 @@ wrong state and for the wrong actor."""
 import pytest
 
 from orders import errors, workflow
-from orders.choices import OPEN_STATES, TERMINAL_STATES, Action, AppraisalResult, EventSource, OrderState
+from orders.choices import OPEN_STATES, TERMINAL_STATES, Action, AppraisalResult, OrderState
 from orders.models import Order, OrderEvent
+from portal.choices import EventSource
 from tests.factories import advance, new_order
 
 S = OrderState

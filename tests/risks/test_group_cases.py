@@ -106,7 +106,8 @@ def test_an_offline_shipment_case_closes_when_the_order_finishes_and_keeps_the_m
     merchant_org, provider_org, platform
 ):
     from orders import workflow
-    from orders.choices import Action, EventSource
+    from orders.choices import Action
+    from portal.choices import EventSource
 
     order = advance(new_order(merchant_org, provider_org), S.SIGNED_IN)
     workflow.perform(
