@@ -144,12 +144,18 @@ EVENT_PARAMETERS = {
 }
 
 
+def _declared_at(declared, name) -> tuple:
+    return (declared.index(name), "") if name in declared else (len(declared), name)
+
+
 def describe_parameters(params: dict) -> list[tuple[str, str]]:
     """``(label, value)`` pairs for an event's stored parameters, in the active
     language: codes become their labels, free text stays as given. A name
-    without a home is shown as it is rather than hidden."""
+    without a home is shown as it is rather than hidden. The order is the
+    declared one: a database may store a JSON object's keys in any order."""
+    declared = list(EVENT_PARAMETERS)
     described = []
-    for name, value in params.items():
+    for name, value in sorted(params.items(), key=lambda item: _declared_at(declared, item[0])):
         label, choices = EVENT_PARAMETERS.get(name, (name, None))
         if choices is not None and value in choices.values:
             value = choices(value).label

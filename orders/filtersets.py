@@ -1,6 +1,7 @@
 """Filters shared by every order list, web and API (SPEC §6.1, §6.2)."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from itertools import pairwise
 
 import django_filters
 from django import forms
@@ -8,17 +9,19 @@ from django.db.models import Exists, OuterRef, Q, Value
 from django.db.models.functions import Reverse, Upper
 from django.db.models.lookups import Exact, StartsWith
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
 
-from orders.choices import OrderState
+from orders.choices import DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS, OPEN_STATES, TERMINAL_STATES, OrderState
+from orders.fees import extra_charges
 from orders.inputs import msg_time_range, sane_time
-from orders.models import Order, in_split_group
+from orders.models import Order, in_split_group, over_sla_q
 from portal.choices import OrganisationKind
 from portal.filters import StyledFilterSet
 from portal.models import Organisation
 from risks.choices import GROUP_RULES, Rule
-from risks.models import RiskCase
+from risks.models import RiskCase, RiskSettings
 
 DEADLINE_WINDOWS = [
     ("overdue", _("Past the deadline")),
@@ -29,6 +32,64 @@ DEADLINE_WINDOWS = [
 ]
 AGES = [("12", _("Over 12 h")), ("24", _("Over 24 h")), ("48", _("Over 48 h")), ("96", _("Over 96 h"))]
 YES_NO = [("yes", _("Yes")), ("no", _("No"))]
+
+# Orders whose money is at risk: open and not yet delivered to the buyer (the
+# deadline refunds them), banded by the hours left to their deadline. The
+# edges are hours from now; the last two are the deadline windows the lists
+# highlight (``orders.choices``).
+AT_RISK_STATES = sorted(OPEN_STATES - {OrderState.DELIVERED})
+AT_RISK_EDGES = (0, 12, 24, DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS)
+
+
+def _band_label(after, until):
+    if after is None:
+        return _("deadline passed")
+    if until is None:
+        return _("more than %(after)d h") % {"after": after}
+    if after == 0:
+        return _("%(until)d h or less") % {"until": until}
+    return _("%(after)d–%(until)d h") % {"after": after, "until": until}
+
+
+# (code, label, more than hours, at most hours): past, then each span between edges, then the rest.
+AT_RISK_BANDS = [
+    (code, lazy(_band_label, str)(after, until), after, until)
+    for code, after, until in [
+        ("past", None, 0),
+        *((str(until), after, until) for after, until in pairwise(AT_RISK_EDGES)),
+        ("later", AT_RISK_EDGES[-1], None),
+    ]
+]
+# How far back the screens look at what already happened (losses, answered escalations).
+LOOKBACK_DAYS = 30
+
+
+def deadline_band_q(band: str, now) -> Q:
+    """Orders whose deadline falls in ``band`` (a code of ``AT_RISK_BANDS``), whatever their state."""
+    _code, _label, after, until = next(b for b in AT_RISK_BANDS if b[0] == band)
+    condition = Q()
+    if after is not None:
+        condition &= Q(auto_confirm_at__gt=now + timedelta(hours=after))
+    if until is not None:
+        condition &= Q(auto_confirm_at__lte=now + timedelta(hours=until))
+    return condition
+
+
+def at_risk_q(band: str, now) -> Q:
+    """Open orders not yet delivered whose deadline falls in ``band`` (a code of ``AT_RISK_BANDS``)."""
+    return Q(state__in=AT_RISK_STATES) & deadline_band_q(band, now)
+
+
+def day_start(day):
+    """The first moment of ``day`` (a date) in the portal's time zone."""
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def lookback_start(now=None, days=LOOKBACK_DAYS):
+    """The first moment of the day ``days - 1`` days before today (local
+    time): the last ``days`` days, today included."""
+    today = timezone.localdate(now or timezone.now())
+    return day_start(today - timedelta(days=days - 1))
 
 
 class SaneIsoDateTimeField(IsoDateTimeField):
@@ -117,6 +178,15 @@ class OrderFilterSet(StyledFilterSet):
     split = django_filters.ChoiceFilter(choices=YES_NO, method="filter_split", label=_("Split group"))
     blocked = django_filters.ChoiceFilter(choices=YES_NO, method="filter_blocked", label=_("Flow blocked"))
     risk = django_filters.ChoiceFilter(choices=Rule.choices, method="filter_risk", label=_("Open risk case"))
+    at_risk = django_filters.ChoiceFilter(
+        choices=[(code, label) for code, label, *_ in AT_RISK_BANDS],
+        method="filter_at_risk",
+        label=_("Not yet delivered, deadline in"),
+    )
+    over_sla = django_filters.ChoiceFilter(choices=YES_NO, method="filter_over_sla", label=_("Over the state's SLA"))
+    ended_from = django_filters.DateFilter(method="filter_ended_from", label=_("Finished on or after"))
+    ended_to = django_filters.DateFilter(method="filter_ended_to", label=_("Finished on or before"))
+    duplicate_fee_on = django_filters.DateFilter(method="filter_duplicate_fee_on", label=_("Duplicate fee charged on"))
     finished = django_filters.BooleanFilter(
         method="filter_finished",
         label=_("Include finished orders"),
@@ -131,11 +201,19 @@ class OrderFilterSet(StyledFilterSet):
     API_ONLY = ("trade_no", "deadline_before")
     # Filters of the web lists only: the API lists every order in scope.
     WEB_ONLY = ("finished",)
+    # Filters the dashboard's charts link to: the web form shows them only
+    # when a link (or the person) set them, so the form stays short.
+    LINKED = ("at_risk", "over_sla", "ended_from", "ended_to", "duplicate_fee_on")
 
     def __init__(self, data=None, queryset=None, *, request=None, organisation=None, web=False, omit=(), **kwargs):
         super().__init__(data, queryset, request=request, **kwargs)
+        self.organisation = organisation
         for name in (*omit, *(self.API_ONLY if web else self.WEB_ONLY)):
             self.filters.pop(name, None)
+        if web:
+            for name in self.LINKED:
+                if not (data or {}).get(name):
+                    self.filters.pop(name, None)
         # Choices come only from organisations the viewer may see, and a
         # filter on the viewer's own side is pointless.
         kind = organisation.kind if organisation else None
@@ -184,6 +262,30 @@ class OrderFilterSet(StyledFilterSet):
         own = cases.filter(order=OuterRef("pk"))
         group = cases.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
         return queryset.filter(Exists(own) | Exists(group.filter(rule__in=GROUP_RULES)))
+
+    def filter_at_risk(self, queryset, name, value):
+        return queryset.filter(at_risk_q(value, timezone.now()))
+
+    def filter_over_sla(self, queryset, name, value):
+        late = over_sla_q(RiskSettings.current().sla(), timezone.now())
+        return queryset.filter(late) if value == "yes" else queryset.exclude(late)
+
+    def filter_ended_from(self, queryset, name, value):
+        return queryset.filter(state__in=sorted(TERMINAL_STATES), state_changed_at__gte=day_start(value))
+
+    def filter_ended_to(self, queryset, name, value):
+        end = day_start(value + timedelta(days=1))
+        return queryset.filter(state__in=sorted(TERMINAL_STATES), state_changed_at__lt=end)
+
+    def filter_duplicate_fee_on(self, queryset, name, value):
+        """Orders charged a fee that day beyond what correct handling would have
+        charged (``orders.fees.extra_charges``, in the viewer's scope)."""
+        platform = self.organisation is None or self.organisation.is_platform
+        since = day_start(value)
+        extra = extra_charges(None if platform else self.queryset, since=since).filter(
+            charged_at__lt=day_start(value + timedelta(days=1))
+        )
+        return queryset.filter(pk__in=extra.values("order_id"))
 
     def filter_blocked(self, queryset, name, value):
         return queryset.filter(flow_blocked=value == "yes")

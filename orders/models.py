@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -30,6 +32,20 @@ _open = Q(state__in=sorted(OPEN_STATES))
 PENDING_STATES = [OrderState.INBOUND, OrderState.ARRIVED]
 PENDING_SIGN_IN_Q = Q(state__in=PENDING_STATES) & (Q(state=OrderState.ARRIVED) | Q(inbound_delivered_at__isnull=False))
 ARRIVED_AT = Coalesce("inbound_delivered_at", "state_changed_at")
+# Kept as "no appraisal needed" and not yet handed to the carrier.
+UNSHIPPED_STATES = [OrderState.APPRAISED, OrderState.INSPECTED, OrderState.PACKED, OrderState.WAYBILL_PRINTED]
+KEPT_UNSHIPPED = Q(appraisal_result=AppraisalResult.NOT_REQUIRED, state__in=UNSHIPPED_STATES)
+
+
+def over_sla_q(sla: Mapping[str, timedelta], now: datetime) -> Q:
+    """Orders in one state longer than that state's SLA: ``sla`` maps a state
+    to the time an order may spend in it (``risks.models.RiskSettings.sla``).
+    An order in a state without an SLA is never over it. The ``stalled`` rule
+    and the dashboard both ask this, so they always agree."""
+    condition = Q(pk__in=[])
+    for state, limit in sla.items():
+        condition |= Q(state=state, state_changed_at__lte=now - limit)
+    return condition
 
 
 class OrderQuerySet(ScopedQuerySet):
@@ -40,6 +56,10 @@ class OrderQuerySet(ScopedQuerySet):
 
     def split_group(self, trade_no, sku):
         return self.filter(trade_no=trade_no, sku=sku)
+
+    def over_sla(self, sla, now):
+        """Orders in their state longer than its SLA (``over_sla_q``)."""
+        return self.filter(over_sla_q(sla, now))
 
     def pending_sign_in(self):
         """Parcels at the provider waiting to be signed for (``PENDING_SIGN_IN_Q``)."""
@@ -123,7 +143,14 @@ class Order(models.Model):
         verbose_name = _("order")
         verbose_name_plural = _("orders")
         indexes = [
-            models.Index(fields=["trade_no", "sku"], name="order_split_group"),
+            # A split group's orders and whose they are, read from the index
+            # alone: a group's risk cases are shown to every organisation with
+            # an order in it (``risks.models.RiskCaseQuerySet``), and
+            # ``in_split_group`` looks for another order of the group.
+            models.Index(fields=["trade_no", "sku", "provider", "merchant", "id"], name="order_split_group"),
+            # Whose an order is, read from the index alone: a risk case is
+            # shown to the organisations of its order.
+            models.Index(fields=["id", "provider", "merchant"], name="order_parties"),
             models.Index(fields=["provider", "state", "auto_confirm_at"], name="order_provider_state"),
             models.Index(fields=["merchant", "state", "auto_confirm_at"], name="order_merchant_state"),
             # The deadline sweep reads only open orders by deadline.
@@ -133,6 +160,27 @@ class Order(models.Model):
             models.Index(ARRIVED_AT, condition=Q(state__in=PENDING_STATES), name="order_pending_since"),
             models.Index(fields=["state"], condition=Q(flow_blocked=True), name="order_blocked"),
             models.Index(fields=["inbound_tracking_no"], condition=~Q(inbound_tracking_no=""), name="order_inbound_no"),
+            # Kept orders of a split group ("no appraisal needed") that have not
+            # left the provider: the few the sweep checks for a missing waybill or pickup.
+            models.Index(fields=["state"], condition=KEPT_UNSHIPPED, name="order_kept_unshipped"),
+            # Whether a split group still has an open order, answered from the
+            # index alone when it has none (the sweep closes such groups).
+            models.Index(fields=["trade_no", "sku"], condition=_open, name="order_open_split_group"),
+            # The dashboard's tally (``orders.tallies``) counts open orders per
+            # merchant, provider, state, deadline and time in state, and adds
+            # up their amounts, from this index alone. (The trailing columns
+            # stand in for INCLUDE, which SQLite lacks.)
+            models.Index(
+                fields=["auto_confirm_at", "provider", "state", "state_changed_at", "amount", "merchant"],
+                condition=_open,
+                name="order_open_board",
+            ),
+            # Losses: the orders auto-refunded at their deadline, by when.
+            models.Index(
+                fields=["state_changed_at", "provider", "merchant", "amount"],
+                condition=Q(state=OrderState.AUTO_REFUNDED),
+                name="order_auto_refunded",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
@@ -282,7 +330,9 @@ class SplitGroup(models.Model):
         verbose_name_plural = _("split groups")
         constraints = [models.UniqueConstraint(fields=["trade_no", "sku"], name="split_group_unique")]
         indexes = [
-            models.Index(fields=["trade_no", "sku"], condition=Q(closed_at__isnull=True), name="split_group_open")
+            models.Index(fields=["trade_no", "sku"], condition=Q(closed_at__isnull=True), name="split_group_open"),
+            # The dashboard's duplicate fees read the groups closed lately.
+            models.Index(fields=["closed_at"], condition=Q(closed_at__isnull=False), name="split_group_closed"),
         ]
 
     def __str__(self):
@@ -331,3 +381,141 @@ class CarrierScan(models.Model):
 
     def __str__(self):
         return f"{self.carrier} {self.tracking_no} {self.status}"
+
+
+class StageDuration(models.Model):
+    """How long a provider takes over one stage of the online flow: the median
+    and the 90th percentile of the time its orders spent in ``stage`` (a state)
+    before moving on along the flow, over the orders that left it during the
+    ``window`` before ``computed_at``.
+
+    Derived from the order events and replaced as a whole by
+    ``orders.durations.refresh``; one row per provider and stage with at least
+    one sample. The dashboard's provider scorecard reads it instead of the
+    event log.
+    """
+
+    provider = models.ForeignKey(
+        "portal.Organisation",
+        verbose_name=_("provider"),
+        on_delete=models.CASCADE,
+        related_name="stage_durations",
+        limit_choices_to={"kind": OrganisationKind.PROVIDER},
+    )
+    stage = models.CharField(_("stage"), max_length=24, choices=OrderState.choices)
+    median = models.DurationField(_("median"))
+    p90 = models.DurationField(_("90th percentile"))
+    samples = models.PositiveIntegerField(_("orders measured"))
+    window = models.DurationField(_("measured over"))
+    computed_at = models.DateTimeField(_("computed at"))
+
+    class Meta:
+        ordering = ["provider", "stage"]
+        verbose_name = _("stage duration")
+        verbose_name_plural = _("stage durations")
+        constraints = [models.UniqueConstraint(fields=["provider", "stage"], name="stage_duration_once")]
+
+    def __str__(self):
+        return f"{self.provider_id} {self.stage}: {self.median} / {self.p90}"
+
+
+class OpenOrderTally(models.Model):
+    """Open orders added up as of ``computed_at``: per merchant, provider,
+    state and deadline band (``band``, a code of the dashboard's bands of
+    hours to the deadline), how many, their amount, and how many had been in
+    their state longer than its SLA.
+
+    Replaced as a whole every minute by ``orders.tallies.refresh``. The
+    dashboard reads it instead of adding up every open order on each request,
+    and says when it was counted; the lists its numbers link to are live.
+    """
+
+    merchant = models.ForeignKey(
+        "portal.Organisation", verbose_name=_("merchant"), on_delete=models.CASCADE, related_name="+"
+    )
+    provider = models.ForeignKey(
+        "portal.Organisation", verbose_name=_("provider"), on_delete=models.CASCADE, related_name="+"
+    )
+    state = models.CharField(_("state"), max_length=24, choices=OrderState.choices)
+    band = models.CharField(_("Hours to the deadline"), max_length=16)
+    orders = models.PositiveIntegerField(_("orders"))
+    amount = models.DecimalField(_("amount (CNY)"), max_digits=16, decimal_places=2)
+    over_sla = models.PositiveIntegerField(_("Over the state's SLA"))
+    computed_at = models.DateTimeField(_("computed at"))
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["merchant", "provider", "state", "band"]
+        verbose_name = _("open orders tally")
+        verbose_name_plural = _("open orders tallies")
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "provider", "state", "band"], name="open_order_tally_once")
+        ]
+        indexes = [models.Index(fields=["provider", "state"], name="open_order_tally_provider")]
+
+    def __str__(self):
+        return f"{self.merchant_id}/{self.provider_id} {self.state} {self.band}: {self.orders}"
+
+
+class DuplicateFeeTallyQuerySet(models.QuerySet):
+    """Each organisation sees the figures of its own scope; the platform (and
+    an administrator) the whole platform's."""
+
+    def visible_to(self, user):
+        if not user.is_authenticated or not getattr(user, "is_active", True):
+            return self.none()
+        org = user.organisation if getattr(user, "organisation_id", None) else None
+        if org is None:
+            return self.filter(viewer__isnull=True) if user.is_superuser else self.none()
+        return self.visible_to_organisation(org)
+
+    def visible_to_organisation(self, org):
+        if not org.is_active:
+            return self.none()
+        if org.is_platform:
+            return self.filter(viewer__isnull=True)
+        return self.filter(viewer=org)
+
+
+class DuplicateFeeTally(models.Model):
+    """Fees charged beyond correct handling (``orders.fees.extra_charges``)
+    per local day, as ``viewer``'s scope counts them (a merchant's or a
+    provider's own orders; none: the whole platform): the orders charged
+    them, and how much, as of ``computed_at``. Only charges on the viewer's
+    orders count, before and after, so a group that spans two merchants
+    shows neither the other's fees.
+
+    Replaced as a whole with ``OpenOrderTally`` by ``orders.tallies.refresh``.
+    """
+
+    viewer = models.ForeignKey(
+        "portal.Organisation",
+        verbose_name=_("seen by"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    day = models.DateField(_("Day"))
+    orders = models.PositiveIntegerField(_("orders"))
+    amount = models.DecimalField(_("amount (CNY)"), max_digits=16, decimal_places=2)
+    computed_at = models.DateTimeField(_("computed at"))
+
+    objects = DuplicateFeeTallyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["viewer", "day"]
+        verbose_name = _("duplicate fees tally")
+        verbose_name_plural = _("duplicate fees tallies")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["viewer", "day"], condition=Q(viewer__isnull=False), name="duplicate_fee_tally_once"
+            ),
+            models.UniqueConstraint(
+                fields=["day"], condition=Q(viewer__isnull=True), name="duplicate_fee_tally_platform_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.viewer_id or 'platform'} {self.day}: {self.amount}"

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from orders import carrier, expiry
+from orders import carrier, durations, expiry
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +22,11 @@ def retry_pending_scans():
     if applied:
         logger.info("%d waiting carrier scans applied", applied)
     return applied
+
+
+@shared_task(name="orders.tasks.refresh_stage_durations")
+def refresh_stage_durations():
+    """Beat's periodic refresh of every provider's stage durations (``orders.durations``)."""
+    rows = durations.refresh()
+    logger.info("stage durations refreshed: %d provider stages", rows)
+    return rows

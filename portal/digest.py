@@ -23,6 +23,18 @@ def _case_totals(organisation, now):
     return cases.aggregate(open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now)), money=Sum("money_at_risk"))
 
 
+def _item(notification) -> dict:
+    """One line of the digest: a case, or a sweep's summary of many (its kind and how many)."""
+    context = notification.context
+    if "count" in context:
+        return {"kind": notification.kind, "count": context["count"], "money": context.get("money", "")}
+    return {
+        "rule": context.get("rule", ""),
+        "order_no": context.get("order_no", ""),
+        "money": context.get("money", "0"),
+    }
+
+
 def send_daily_digest(now=None) -> int:
     """Write today's digest for everyone with something to report; returns how many."""
     now = now or timezone.now()
@@ -51,14 +63,7 @@ def send_daily_digest(now=None) -> int:
                 "open": totals["open"],
                 "overdue": totals["overdue"],
                 "money": str(totals["money"] or Decimal("0.00")),
-                "items": [
-                    {
-                        "rule": i.context.get("rule", ""),
-                        "order_no": i.context.get("order_no", ""),
-                        "money": i.context.get("money", "0"),
-                    }
-                    for i in items
-                ],
+                "items": [_item(i) for i in items],
             }
             with transaction.atomic():
                 written += notify.announce(

@@ -206,13 +206,21 @@ class IdempotencyRecord(models.Model):
 
 
 class NotificationKind(models.TextChoices):
-    CASE_OPENED = "case_opened", _("A risk case was opened for your organisation")
-    DEADLINE_AT_RISK = "deadline_at_risk", _("An order's deadline is at risk")
-    ESCALATION_OPENED = "escalation_opened", _("An escalation was opened")
-    ESCALATION_ASSIGNED = "escalation_assigned", _("An escalation was assigned")
-    ESCALATION_COMMENTED = "escalation_commented", _("An escalation has a new comment")
-    ESCALATION_CLOSED = "escalation_closed", _("An escalation was resolved or rejected")
-    ESCALATION_REMINDER = "escalation_reminder", _("An escalation waits for a first response")
+    """What a notification is about. A ``…_summary`` kind is what one sweep
+    tells one person about many causes of the kind it sums up
+    (``portal.notify.SUMMARY_OF``)."""
+
+    CASE_OPENED = "case_opened", _("Risk case opened")
+    CASE_OPENED_SUMMARY = "case_opened_summary", _("Risk cases found by the sweep")
+    DEADLINE_AT_RISK = "deadline_at_risk", _("Order near its deadline")
+    DEADLINE_AT_RISK_SUMMARY = "deadline_at_risk_summary", _("Orders near their deadline")
+    ESCALATION_OPENED = "escalation_opened", _("Escalation opened")
+    ESCALATION_OPENED_SUMMARY = "escalation_opened_summary", _("Escalations opened by the sweep")
+    ESCALATION_ASSIGNED = "escalation_assigned", _("Escalation assigned")
+    ESCALATION_COMMENTED = "escalation_commented", _("Comment on an escalation")
+    ESCALATION_CLOSED = "escalation_closed", _("Escalation resolved or rejected")
+    ESCALATION_REMINDER = "escalation_reminder", _("Escalation waiting for a first response")
+    ESCALATION_REMINDER_SUMMARY = "escalation_reminder_summary", _("Escalations waiting for a first response")
     DAILY_DIGEST = "daily_digest", _("Daily digest")
 
 

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "health_check",
+    "heroicons",
     "portal",
     "orders",
     "risks",
@@ -184,6 +185,8 @@ CELERY_TASK_ROUTES = {
     "orders.tasks.apply_deadlines": {"queue": CELERY_QUEUE_DEADLINES},
     "portal.tasks.record_beat_heartbeat": {"queue": CELERY_QUEUE_DEADLINES},
     "risks.tasks.run_sweep": {"queue": CELERY_QUEUE_SWEEP},
+    "orders.tasks.refresh_stage_durations": {"queue": CELERY_QUEUE_SWEEP},
+    "portal.tasks.refresh_dashboard_tallies": {"queue": CELERY_QUEUE_SWEEP},
     "portal.tasks.deliver_due": {"queue": CELERY_QUEUE_MAIL},
     "portal.tasks.send_daily_digest": {"queue": CELERY_QUEUE_MAIL},
 }
@@ -196,6 +199,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DEADLINE_SWEEP_SECONDS = env_int("DEADLINE_SWEEP_SECONDS", 60, minimum=5)
 RISK_SWEEP_SECONDS = env_int("RISK_SWEEP_SECONDS", 300, minimum=10)
 PENDING_SCAN_RETRY_SECONDS = env_int("PENDING_SCAN_RETRY_SECONDS", 300, minimum=10)
+# How often each provider's stage durations are recomputed from the events.
+STAGE_DURATIONS_SECONDS = env_int("STAGE_DURATIONS_SECONDS", 900, minimum=10)
+# How often the dashboard's tallies of open orders and duplicate fees are counted again.
+DASHBOARD_TALLY_SECONDS = env_int("DASHBOARD_TALLY_SECONDS", 60, minimum=10)
 ESCALATION_FIRST_RESPONSE_HOURS = env_int("ESCALATION_FIRST_RESPONSE_HOURS", 4, minimum=1)
 ESCALATION_REMINDER_HOURS = env_int("ESCALATION_REMINDER_HOURS", 4, minimum=1)
 # Notifications: how long a claimed email may be in flight before another
@@ -237,6 +244,17 @@ CELERY_BEAT_SCHEDULE = {
     "apply-confirmation-deadlines": {
         "task": "orders.tasks.apply_deadlines",
         "schedule": float(DEADLINE_SWEEP_SECONDS),
+    },
+    # A run that waited a whole interval may expire: the next one computes the same figures.
+    "refresh-stage-durations": {
+        "task": "orders.tasks.refresh_stage_durations",
+        "schedule": float(STAGE_DURATIONS_SECONDS),
+        "options": {"expires": float(STAGE_DURATIONS_SECONDS)},
+    },
+    "refresh-dashboard-tallies": {
+        "task": "portal.tasks.refresh_dashboard_tallies",
+        "schedule": float(DASHBOARD_TALLY_SECONDS),
+        "options": {"expires": float(DASHBOARD_TALLY_SECONDS)},
     },
 }
 

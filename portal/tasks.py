@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from portal import delivery, digest, health
+from portal import dashboard, delivery, digest, health
 
 logger = logging.getLogger(__name__)
 
@@ -23,3 +23,11 @@ def send_daily_digest():
 def record_beat_heartbeat():
     """Beat's heartbeat, read by ``/health/``: proof that beat, the broker and a worker run."""
     health.record_heartbeat()
+
+
+@shared_task(name="portal.tasks.refresh_dashboard_tallies")
+def refresh_dashboard_tallies():
+    """Beat's periodic count of the open orders and duplicate fees the dashboard reads (``orders.tallies``)."""
+    rows = dashboard.refresh_tallies()
+    logger.info("dashboard tallies refreshed: %(open)d open-order rows, %(fees)d duplicate-fee rows", rows)
+    return rows

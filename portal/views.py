@@ -1,12 +1,12 @@
+import csv
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Sum
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -14,10 +14,8 @@ from django.views import defaults
 from django.views.decorators.http import require_POST
 
 from orders import worklists
-from orders.choices import DEADLINE_AT_RISK_HOURS, OPEN_STATES, OrderState
-from orders.models import Order
 from orders.tables import OrderTable
-from portal import apikeys
+from portal import apikeys, dashboard
 from portal.choices import OrganisationKind
 from portal.models import ApiKey
 from portal.paging import paginate
@@ -50,27 +48,72 @@ def home(request):
     return redirect(target)
 
 
+def _board(request):
+    """The dashboard of the person's organisation (404 for anyone without one)."""
+    if request.user.kind not in (OrganisationKind.PLATFORM, OrganisationKind.MERCHANT, OrganisationKind.PROVIDER):
+        raise Http404
+    return dashboard.Board(request.user)
+
+
+def _dashboard(request):
+    board = _board(request)
+    with dashboard.without_jit():
+        charts = {slug: make(board) for slug, make in dashboard.CHARTS.items()}
+        # The side the person is on needs no column of its own.
+        own_side = [request.user.kind] if request.user.kind != OrganisationKind.PLATFORM else []
+        table = OrderTable(board.near_deadline().for_lists().order_by("auto_confirm_at"), exclude=["select", *own_side])
+        paginate(request, table)
+        return render(
+            request,
+            "portal/dashboard.html",
+            {
+                "charts": [chart for slug, chart in charts.items() if slug != "providers"],
+                "scorecard": charts["providers"],
+                "headline": dashboard.headline(charts),
+                "lookback_days": dashboard.LOOKBACK_DAYS,
+                "table": table,
+            },
+        )
+
+
+@login_required
+def dashboard_page(request):
+    """Where money is about to be lost, in charts, for the person's organisation:
+    the platform sees everything, a merchant or a provider its own (SPEC §6.1)."""
+    return _dashboard(request)
+
+
 @login_required
 def operator_home(request):
-    """The platform's overview: money at risk, losses, orders per state, the orders nearest a loss."""
+    """The platform's home: its dashboard."""
     if request.user.kind != OrganisationKind.PLATFORM:
         raise Http404
-    orders = Order.objects.visible_to(request.user)
-    soon = timezone.now() + timezone.timedelta(hours=DEADLINE_AT_RISK_HOURS)
-    at_risk = orders.filter(state__in=sorted(OPEN_STATES - {OrderState.DELIVERED}), auto_confirm_at__lte=soon)
-    counts = dict(orders.values_list("state").annotate(n=Count("pk")).order_by())
-    table = OrderTable(at_risk.for_lists().order_by("auto_confirm_at"), exclude=["select"])
-    paginate(request, table)
-    return render(
-        request,
-        "portal/operator_home.html",
-        {
-            "table": table,
-            "state_counts": [(state, counts.get(state.value, 0)) for state in OrderState],
-            "at_risk": at_risk.aggregate(n=Count("pk"), money=Sum("amount")),
-            "losses": orders.filter(state=OrderState.AUTO_REFUNDED).aggregate(n=Count("pk"), money=Sum("amount")),
-        },
-    )
+    return _dashboard(request)
+
+
+def _csv_cell(value):
+    text = str(value)
+    # A cell a spreadsheet would run as a formula is written as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@login_required
+def dashboard_csv(request, chart):
+    """One chart's numbers as CSV (UTF-8 with a BOM), headed in the person's language."""
+    make = dashboard.CHARTS.get(chart)
+    if make is None:
+        raise Http404
+    board = _board(request)
+    with dashboard.without_jit():
+        figures = make(board)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{chart}.csv"'
+    response.write("\ufeff")
+    writer = csv.writer(response)
+    writer.writerow([_csv_cell(text) for text in figures.csv_header()])
+    for row in figures.csv_rows():
+        writer.writerow([_csv_cell(value) for value in row])
+    return response
 
 
 @login_required

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from orders import errors
+from portal import bulk
 from risks import escalations, rules
 from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, EscalationCategory, Resolution
 from risks.models import CaseEvent, Escalation, RiskCase
@@ -135,18 +136,17 @@ def escalate_order(order, actor, reason, category=EscalationCategory.OTHER) -> E
     return escalations.open_escalation(order=order, reason=reason, category=category, organisation=org, user=actor.user)
 
 
-def escalate_many_by_rule(live_cases, reason, at) -> int:
-    """Send cases to the platform in a few statements, whatever their number:
-    their escalations raised (``escalations.open_for_cases``), the cases
-    marked escalated, each with a line in its history."""
-    if not live_cases:
+def escalate_by_rule(case_ids, reason, at) -> int:
+    """Send the live cases ``case_ids`` to the platform in a few statements,
+    whatever their number: their escalations raised
+    (``escalations.open_for_cases``), the cases marked escalated, each with a
+    line in its history."""
+    case_ids = list(case_ids)
+    if not case_ids:
         return 0
-    escalations.open_for_cases(live_cases, reason, at)
-    ids = [case.pk for case in live_cases]
-    RiskCase.objects.filter(pk__in=ids).exclude(status=CaseStatus.ESCALATED).update(
+    escalations.open_for_cases(case_ids, reason, at)
+    RiskCase.objects.filter(pk__in=bulk.among(case_ids)).exclude(status=CaseStatus.ESCALATED).update(
         status=CaseStatus.ESCALATED, escalated_at=at, updated_at=at
     )
-    CaseEvent.objects.bulk_create(
-        [_event(case, CaseEventKind.ESCALATED, note=str(reason), at=at) for case in live_cases]
-    )
-    return len(live_cases)
+    bulk.insert_each(CaseEvent, "case", case_ids, kind=CaseEventKind.ESCALATED, note=str(reason), at=at)
+    return len(case_ids)

@@ -50,3 +50,27 @@ class CloseForm(forms.Form):
         initial=EscalationStatus.RESOLVED,
     )
     note = forms.CharField(label=_("Note to the organisation that raised it"), max_length=4000, widget=_area)
+
+
+# The viewer themself, among the people an escalation may be given to.
+ME = "me"
+
+
+class AssignForm(forms.Form):
+    """Whom to give an escalation (or the ticked escalations) to: oneself, or
+    an operator of the platform named in ``operators``."""
+
+    assignee = forms.ChoiceField(label=_("Assign to"), initial=ME)
+
+    def __init__(self, *args, operators=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.operators = {str(person.pk): person for person in operators}
+        self.fields["assignee"].choices = [
+            (ME, _("Me")),
+            *((pk, person.get_username()) for pk, person in self.operators.items()),
+        ]
+
+    def chosen(self, me):
+        """The person chosen (``me`` for oneself)."""
+        value = self.cleaned_data["assignee"]
+        return me if value == ME else self.operators[value]

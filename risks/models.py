@@ -4,9 +4,10 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, When
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from orders.choices import DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS
+from orders.choices import DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS, Action, describe_parameters
 from orders.models import Order
 from portal.choices import OrganisationKind
 from portal.scoping import ScopedQuerySet
@@ -94,8 +95,13 @@ class RiskCaseQuerySet(ScopedQuerySet):
         if org.kind not in sides:
             return self.none()
         side = sides[org.kind]
+        # Both tests are lookups of one case's orders, answered from an index
+        # alone (``order_parties``, ``order_split_group``): the database walks
+        # the cases asked for (the live ones, say), never every order of the
+        # organisation, as a join to the case's order under the same OR would.
+        own = Order.objects.filter(pk=OuterRef("order_id"), **{side: org})
         member = Order.objects.filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"), **{side: org})
-        return self.filter(Q(**{f"order__{side}": org}) | (_group & Exists(member)))
+        return self.filter(Q(Exists(own)) | (_group & Q(Exists(member))))
 
     def live(self):
         return self.filter(_live)
@@ -139,7 +145,10 @@ class RiskCase(models.Model):
     rule = models.CharField(_("rule"), max_length=32, choices=Rule.choices)
     subject = models.CharField(_("subject"), max_length=200)
     fingerprint = models.CharField(_("evidence"), max_length=100, blank=True)
-    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="cases")
+    # Found by order through ``case_order_status``, which leads with it.
+    order = models.ForeignKey(
+        Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="cases", db_index=False
+    )
     trade_no = models.CharField(_("trade number"), max_length=64)
     sku = models.CharField(_("SKU"), max_length=64)
     owner = models.ForeignKey(
@@ -156,8 +165,9 @@ class RiskCase(models.Model):
     acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
     escalated_at = models.DateTimeField(_("escalated"), null=True, blank=True)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    # Indexed only where set (``case_resolved_by``): most cases close by themselves.
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -172,10 +182,16 @@ class RiskCase(models.Model):
         ]
         indexes = [
             models.Index(fields=["due_at"], condition=_live, name="case_live_due"),
-            models.Index(fields=["rule", "subject", "fingerprint"], name="case_evidence"),
+            # Evidence a person resolved is not opened again: only those cases are looked up by it.
+            models.Index(
+                fields=["rule", "subject", "fingerprint"],
+                condition=Q(status=CaseStatus.RESOLVED, resolution=Resolution.BY_OWNER),
+                name="case_resolved_evidence",
+            ),
             models.Index(fields=["order", "status"], name="case_order_status"),
             # A group's cases are found from any of its orders by trade and SKU.
             models.Index(fields=["trade_no", "sku"], condition=_group, name="case_group"),
+            models.Index(fields=["resolved_by"], condition=Q(resolved_by__isnull=False), name="case_resolved_by"),
         ]
 
     def __str__(self):
@@ -221,11 +237,12 @@ class CaseEvent(models.Model):
 
     case = models.ForeignKey(RiskCase, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(_("what"), max_length=16, choices=CaseEventKind.choices)
+    # Who acted, when a person did: indexed only where set (most events are the sweep's).
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     actor_organisation = models.ForeignKey(
-        "portal.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "portal.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     note = models.TextField(_("note"), blank=True)
     at = models.DateTimeField(_("when"))
@@ -234,6 +251,14 @@ class CaseEvent(models.Model):
         ordering = ["at", "id"]
         verbose_name = _("case event")
         verbose_name_plural = _("case events")
+        indexes = [
+            models.Index(fields=["actor_user"], condition=Q(actor_user__isnull=False), name="case_event_actor_user"),
+            models.Index(
+                fields=["actor_organisation"],
+                condition=Q(actor_organisation__isnull=False),
+                name="case_event_actor_organisation",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.case_id} {self.kind}"
@@ -339,6 +364,81 @@ class EntryKind(models.TextChoices):
     ACTION = "action", _("Action on the order")
     RESOLVED = "resolved", _("Resolved")
     REJECTED = "rejected", _("Rejected")
+    RAISED = "raised", _("Raised")
+
+
+class EntryCode(models.TextChoices):
+    """What an action line of a thread says. The line is stored as its code and
+    parameters (``EscalationEntry.params``) and put into words when it is read,
+    in the reader's language (``EscalationEntry.line``)."""
+
+    ASSIGNED = "assigned", _("Assigned")
+    STATUS = "status", _("Status changed")
+    ORDER_ACTION = "order_action", _("Action on the order")
+    RAISED_BY_RULE = "raised_by_rule", _("Raised by a rule")
+
+
+# What people typed: shown as they typed it, in every language.
+TYPED_KINDS = frozenset({EntryKind.COMMENT, EntryKind.INTERNAL, EntryKind.RESOLVED, EntryKind.REJECTED})
+
+
+def _label(choices, value) -> str:
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return str(value)
+
+
+def _status_change(params) -> str:
+    old, new = params.get("from"), params.get("to")
+    if not new or old == new:
+        return ""
+    return gettext("Status: %(old)s → %(new)s.") % {
+        "old": _label(EscalationStatus, old) if old else "—",
+        "new": _label(EscalationStatus, new),
+    }
+
+
+def _assigned_line(params) -> str:
+    by, assignee = params.get("by"), params.get("assignee", "")
+    if by and by != assignee:
+        text = gettext("%(by)s assigned the escalation to %(assignee)s.") % {"by": by, "assignee": assignee}
+    elif by:
+        text = gettext("%(assignee)s took the escalation.") % {"assignee": assignee}
+    else:
+        text = gettext("Assigned to %(assignee)s.") % {"assignee": assignee}
+    return " ".join(part for part in (text, _status_change(params)) if part)
+
+
+def _order_action_line(params) -> str:
+    action = _label(Action, params.get("action", ""))
+    details = ", ".join(f"{label}: {value}" for label, value in describe_parameters(params.get("params") or {}))
+    if not details:
+        return action
+    return gettext("%(action)s — %(details)s") % {"action": action, "details": details}
+
+
+def _raised_by_rule_line(params) -> str:
+    rule = _label(Rule, params.get("rule", ""))
+    reason = params.get("reason", "")
+    if not reason:
+        return gettext("Raised by the rule “%(rule)s”.") % {"rule": rule}
+    # Reasons a rule gives are the portal's own messages, stored as their source text.
+    return gettext("Raised by the rule “%(rule)s”: %(reason)s") % {"rule": rule, "reason": gettext(reason)}
+
+
+ENTRY_LINES = {
+    EntryCode.ASSIGNED: _assigned_line,
+    EntryCode.STATUS: _status_change,
+    EntryCode.ORDER_ACTION: _order_action_line,
+    EntryCode.RAISED_BY_RULE: _raised_by_rule_line,
+}
+
+
+def entry_line(code, params) -> str:
+    """The words of an action line, in the active language."""
+    render = ENTRY_LINES.get(code)
+    return render(params or {}) if render is not None else ""
 
 
 class EscalationEntryQuerySet(models.QuerySet):
@@ -365,7 +465,12 @@ class EscalationEntry(models.Model):
     author_organisation = models.ForeignKey(
         "portal.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # What a person typed (a comment, a note); for an action line, its words
+    # in English for readers that show stored text as it is (the API, the
+    # admin). Lines written before ``code`` existed are shown from it.
     body = models.TextField(_("text"), blank=True)
+    code = models.CharField(_("what happened"), max_length=24, choices=EntryCode.choices, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
     created_at = models.DateTimeField(_("when"))
 
     objects = EscalationEntryQuerySet.as_manager()
@@ -381,3 +486,16 @@ class EscalationEntry(models.Model):
     @property
     def is_internal(self) -> bool:
         return self.kind == EntryKind.INTERNAL
+
+    @property
+    def line(self) -> str:
+        """What happened, in the reader's language; a line stored before codes
+        existed reads as it was written."""
+        if self.code:
+            return entry_line(self.code, self.params)
+        return "" if self.kind in TYPED_KINDS else self.body
+
+    @property
+    def typed_text(self) -> str:
+        """What a person wrote with this line, shown as written."""
+        return self.body if self.kind in TYPED_KINDS else ""

@@ -19,12 +19,13 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db import models
+from django.db.models import Count, Exists, Func, Max, OuterRef, Q, Subquery
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
-from orders.models import ARRIVED_AT, Order, OrderEvent
+from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import Organisation
 from risks.choices import GROUP_RULES, EscalationCategory, Rule, Severity
@@ -82,7 +83,7 @@ class RuleSpec:
         return self.owner[state] if isinstance(self.owner, Mapping) else self.owner
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     rule: str
     subject: str
@@ -95,6 +96,10 @@ class Hit:
     due_at: datetime.datetime
     money_at_risk: Decimal
     details: dict = field(default_factory=dict)
+    # The order's merchant and provider, when the rule read them: whom a
+    # case about a deadline also tells.
+    merchant_id: int | None = None
+    provider_id: int | None = None
 
 
 @dataclass
@@ -105,6 +110,9 @@ class Context:
     cfg: object
     platform_id: int | None
     groups: list | None = None
+    # What ``due``, ``owner_id`` and ``group_details`` work out once per rule
+    # (per state, per kind of group) for the thousands of hits of a sweep.
+    _answers: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, now, cfg):
@@ -116,25 +124,77 @@ class Context:
     def due(self, rule, deadline=None):
         """When a case opened now is due: its response time, but never after the
         point where escalating would come too late for the deadline."""
-        due = self.now + timedelta(hours=RULES[rule].response_hours)
+        due = self._answers.get(("due", rule))
+        if due is None:
+            due = self._answers["due", rule] = self.now + timedelta(hours=RULES[rule].response_hours)
         if deadline is not None:
-            latest = deadline - timedelta(hours=self.cfg.escalate_overdue_after_hours + 6)
-            due = max(self.now, min(due, latest))
+            margin = self._answers.get("margin")
+            if margin is None:
+                margin = self._answers["margin"] = timedelta(hours=self.cfg.escalate_overdue_after_hours + 6)
+            due = max(self.now, min(due, deadline - margin))
         return due
+
+    def group_details(self, size, choice) -> dict:
+        """A group case's details, one dict for every group of that size and
+        choice (they are only read)."""
+        details = self._answers.get(("details", size, choice))
+        if details is None:
+            details = self._answers["details", size, choice] = {"orders": size, "choice": choice}
+        return details
 
     def owner_id(self, rule, state=None, *, merchant_id=None, provider_id=None):
         """The organisation that owns a case of ``rule`` about an order in
         ``state`` (of that merchant and provider): the rule's owner kind."""
-        kind = RULES[rule].owner_of(state)
-        return {MERCHANT: merchant_id, PROVIDER: provider_id}.get(kind, self.platform_id)
+        kind = self._answers.get(("owner", rule, state))
+        if kind is None:
+            kind = self._answers["owner", rule, state] = RULES[rule].owner_of(state)
+        if kind == MERCHANT:
+            return merchant_id
+        if kind == PROVIDER:
+            return provider_id
+        return self.platform_id
 
 
 def _base(orders):
-    """All orders for the sweep, or just some when a workflow step asks about its own order."""
-    return Order.objects.all() if orders is None else orders
+    """All orders for the sweep, or just some when a workflow step asks about
+    its own order; in no particular order (the sweep sorts what it writes)."""
+    return (Order.objects.all() if orders is None else orders).order_by()
 
 
-ORDER_FIELDS = ("pk", "trade_no", "sku", "merchant_id", "provider_id", "amount", "auto_confirm_at", "state")
+class _MomentField(models.DateTimeField):
+    def from_db_value(self, value, expression, connection):
+        if isinstance(value, str):
+            value = datetime.datetime.fromisoformat(value)
+            if value.tzinfo is not datetime.UTC:
+                value = value.astimezone(datetime.UTC)
+        return value
+
+
+class _Moment(Func):
+    """A moment of an order, for a rule that reads thousands of them: on
+    PostgreSQL sent as its text and turned into a datetime here, much faster
+    than the driver reads timestamps through Django. The same aware datetime
+    either way."""
+
+    template = "%(expressions)s"
+    output_field = _MomentField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="CAST(%(expressions)s AS text)", **extra)
+
+
+ORDER_FIELDS = ("pk", "trade_no", "sku", "merchant_id", "provider_id", "amount", "state")
+
+
+def _order_rows(orders, *fields, **moments):
+    """What an order hit is made of (``_order_hit``): ``ORDER_FIELDS``, its
+    deadline, and ``fields`` and ``moments`` (names of timestamps) besides."""
+    return orders.values(
+        *ORDER_FIELDS,
+        *fields,
+        deadline=_Moment("auto_confirm_at"),
+        **{name: _Moment(column) for name, column in moments.items()},
+    )
 
 
 def _order_hit(ctx, rule, row, *, fingerprint, severity=None, money=None, details=None) -> Hit:
@@ -147,9 +207,11 @@ def _order_hit(ctx, rule, row, *, fingerprint, severity=None, money=None, detail
         sku=row["sku"],
         owner_id=ctx.owner_id(rule, row["state"], merchant_id=row["merchant_id"], provider_id=row["provider_id"]),
         severity=severity or RULES[rule].severity,
-        due_at=ctx.due(rule, row["auto_confirm_at"]),
+        due_at=ctx.due(rule, row["deadline"]),
         money_at_risk=row["amount"] if money is None else money,
         details=details or {"state": row["state"]},
+        merchant_id=row["merchant_id"],
+        provider_id=row["provider_id"],
     )
 
 
@@ -166,8 +228,8 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
         .annotate(arrived_at=ARRIVED_AT)
         .filter(arrived_at__lte=ctx.now - threshold)
         .exclude(Exists(verified))
-        .values(*ORDER_FIELDS, "arrived_at")
     )
+    rows = _order_rows(rows, arrived="arrived_at")
     high_before = ctx.now + timedelta(hours=ctx.cfg.pending_sign_in_high_within_hours)
     return [
         _order_hit(
@@ -175,9 +237,9 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
             Rule.PENDING_SIGN_IN,
             r,
             # The rule's severity (medium) until the deadline comes near.
-            severity=Severity.HIGH if r["auto_confirm_at"] <= high_before else None,
-            fingerprint=r["arrived_at"].isoformat(),
-            details={"state": r["state"], "arrived_at": r["arrived_at"].isoformat()},
+            severity=Severity.HIGH if r["deadline"] <= high_before else None,
+            fingerprint=r["arrived"].isoformat(),
+            details={"state": r["state"], "arrived_at": r["arrived"].isoformat()},
         )
         for r in rows
     ]
@@ -190,8 +252,8 @@ def flow_blocked(ctx, orders=None) -> list[Hit]:
         _base(orders)
         .filter(flow_blocked=True, state__in=_open_states)
         .annotate(reported_seq=Subquery(reported.annotate(m=Max("seq")).values("m")[:1]))
-        .values(*ORDER_FIELDS, "blocked_stage", "reported_seq")
     )
+    rows = _order_rows(rows, "blocked_stage", "reported_seq")
     return [
         _order_hit(
             ctx,
@@ -245,8 +307,7 @@ def offline_shipment(ctx, orders=None) -> list[Hit]:
 
 # Each split group's members counted in one pass. The state and result codes
 # are bound as parameters from their enums (see ``_read_groups``).
-_GROUPS_SQL = """
-SELECT g.id, g.trade_no, g.sku, g.choice,
+_GROUP_COUNTS = """
        COUNT(*) AS size,
        COUNT(*) FILTER (WHERE o.state IN ({open})) AS open_orders,
        COUNT(*) FILTER (WHERE o.appraisal_result IN ({appraised})) AS appraised,
@@ -258,17 +319,72 @@ SELECT g.id, g.trade_no, g.sku, g.choice,
        SUM(o.amount) AS total,
        MIN(o.id) AS first_order,
        MIN(o.provider_id) AS provider_id
+"""
+# On PostgreSQL each group's orders are counted through the split-group index
+# (``order_split_group``), a few rows per group, rather than by joining the
+# groups to a scan of every order: the groups are a small part of the orders.
+# A group without an open order (``order_open_split_group`` answers that from
+# the index) is not counted at all: it comes back with nothing counted, to be
+# closed.
+_GROUPS_SQL = {
+    "postgresql": """
+SELECT g.id, g.trade_no, g.sku, g.choice, m.*
+FROM orders_splitgroup g
+CROSS JOIN LATERAL (
+  SELECT {counts}
+  FROM orders_order o
+  WHERE o.trade_no = g.trade_no AND o.sku = g.sku
+    AND EXISTS (SELECT 1 FROM orders_order p
+                WHERE p.trade_no = g.trade_no AND p.sku = g.sku AND p.state IN ({open}))
+) m
+WHERE g.closed_at IS NULL {only}
+""",
+    "other": """
+SELECT g.id, g.trade_no, g.sku, g.choice, {counts}
 FROM orders_splitgroup g
 JOIN orders_order o ON o.trade_no = g.trade_no AND o.sku = g.sku
 WHERE g.closed_at IS NULL {only}
 GROUP BY g.id, g.trade_no, g.sku, g.choice
-"""
+""",
+}
 # The states of an order handed to the buyer: a kept "no appraisal needed"
 # order counts once it reaches one.
 _DELIVERED_STATES = (S.DELIVERED, S.COMPLETED)
 
 
-def group_rows(ctx) -> list[dict]:
+@dataclass(slots=True)
+class GroupRow:
+    """One split group not yet closed, its members counted (``group_rows``);
+    also read by name like a mapping (``g["open_orders"]``). Of a group
+    without an open order only that may be counted (no rule reads the rest:
+    the sweep closes it)."""
+
+    id: int
+    trade_no: str
+    sku: str
+    choice: str
+    size: int
+    open_orders: int
+    appraised: int
+    picked_up: int
+    not_refunded: int
+    kept_and_delivered: int
+    total: Decimal
+    first_order: int | None
+    provider_id: int | None
+    # The provider's fees, what a duplicate costs.
+    appraisal_fee: Decimal | None
+    logistics_fee: Decimal | None
+
+    def __getitem__(self, name):
+        return getattr(self, name)
+
+
+# The columns of the split groups' query, in GroupRow's order.
+_GROUP_COLUMNS = [name for name in GroupRow.__slots__ if not name.endswith("_fee")]
+
+
+def group_rows(ctx) -> list[GroupRow]:
     """Every split group not yet closed, its members counted, in one query per
     sweep (the three group rules share it). Groups whose orders are all
     finished are closed by the sweep and not read again."""
@@ -284,7 +400,7 @@ def only_group(ctx, trade_no, sku):
     return ctx
 
 
-def _read_groups(only=None) -> list[dict]:
+def _read_groups(only=None) -> list[GroupRow]:
     from django.db import connection
 
     params = {"refunded": str(S.REFUNDED), "not_required": str(AppraisalResult.NOT_REQUIRED)}
@@ -295,42 +411,45 @@ def _read_groups(only=None) -> list[dict]:
         params.update({key: str(value) for key, value in zip(keys, values, strict=True)})
         return ", ".join(f"%({key})s" for key in keys)
 
-    sql = _GROUPS_SQL.format(
-        open=listed("open", _open_states),
+    open_states = listed("open", _open_states)
+    counts = _GROUP_COUNTS.format(
+        open=open_states,
         appraised=listed("appraised", sorted(FEE_RESULTS)),
         delivered=listed("delivered", _DELIVERED_STATES),
+    )
+    sql = _GROUPS_SQL.get(connection.vendor, _GROUPS_SQL["other"]).format(
+        counts=counts,
+        open=open_states,
         only="AND g.trade_no = %(trade_no)s AND g.sku = %(sku)s" if only else "",
     )
     if only:
         params["trade_no"], params["sku"] = only
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        columns = [c[0] for c in cursor.description]
-        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    providers = Organisation.objects.filter(pk__in={r["provider_id"] for r in rows})
+        if [c[0] for c in cursor.description] != list(_GROUP_COLUMNS):
+            raise ImproperlyConfigured("the split groups' query and GroupRow disagree")
+        rows = cursor.fetchall()
+    providers = Organisation.objects.filter(pk__in={row[-1] for row in rows})
     fees = {
         pk: (appraisal, logistics)
         for pk, appraisal, logistics in providers.values_list("pk", "appraisal_fee", "logistics_fee")
     }
-    for row in rows:
-        row["appraisal_fee"], row["logistics_fee"] = fees[row["provider_id"]]
-        row["total"] = Decimal(row["total"])
-    return rows
+    return [GroupRow(*row[:10], Decimal(row[10] or 0), *row[11:], *fees.get(row[-1], (None, None))) for row in rows]
 
 
 def _group_hit(ctx, rule, g, *, fingerprint, money) -> Hit:
     return Hit(
         rule=rule,
-        subject=f"group:{g['trade_no']}/{g['sku']}",
+        subject=f"group:{g.trade_no}/{g.sku}",
         fingerprint=str(fingerprint),
-        order_id=g["first_order"],
-        trade_no=g["trade_no"],
-        sku=g["sku"],
-        owner_id=ctx.owner_id(rule, provider_id=g["provider_id"]),
+        order_id=g.first_order,
+        trade_no=g.trade_no,
+        sku=g.sku,
+        owner_id=ctx.owner_id(rule, provider_id=g.provider_id),
         severity=RULES[rule].severity,
         due_at=ctx.due(rule),
         money_at_risk=money,
-        details={"orders": g["size"], "choice": g["choice"]},
+        details=ctx.group_details(g.size, g.choice),
     )
 
 
@@ -341,20 +460,20 @@ def split_order(ctx, orders=None) -> list[Hit]:
     (``group_rows``), whatever ``orders`` are given."""
     hits = []
     for g in group_rows(ctx):
-        if not g["open_orders"]:
+        if not g.open_orders:
             continue
-        if g["choice"] == SplitChoice.REFUND_AND_REBUY and g["not_refunded"] <= 1:
+        if g.choice == SplitChoice.REFUND_AND_REBUY and g.not_refunded <= 1:
             continue
-        kept = g["kept_and_delivered"] >= g["size"] and g["appraised"] <= 1
-        if g["choice"] == SplitChoice.KEEP_NOT_REQUIRED and kept:
+        kept = g.kept_and_delivered >= g.size and g.appraised <= 1
+        if g.choice == SplitChoice.KEEP_NOT_REQUIRED and kept:
             continue
         hits.append(
             _group_hit(
                 ctx,
                 Rule.SPLIT_ORDER,
                 g,
-                fingerprint=f"{g['size']}:{g['choice']}",
-                money=g["total"],
+                fingerprint=f"{g.size}:{g.choice}",
+                money=g.total,
             )
         )
     return hits
@@ -368,11 +487,11 @@ def duplicate_appraisal_fee(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.DUPLICATE_APPRAISAL_FEE,
             g,
-            fingerprint=g["appraised"],
-            money=(g["appraised"] - 1) * g["appraisal_fee"],
+            fingerprint=g.appraised,
+            money=(g.appraised - 1) * g.appraisal_fee,
         )
         for g in group_rows(ctx)
-        if g["open_orders"] and g["appraised"] > 1
+        if g.open_orders and g.appraised > 1
     ]
 
 
@@ -384,34 +503,35 @@ def duplicate_logistics_fee(ctx, orders=None) -> list[Hit]:
             ctx,
             Rule.DUPLICATE_LOGISTICS_FEE,
             g,
-            fingerprint=g["picked_up"],
-            money=(g["picked_up"] - 1) * g["logistics_fee"],
+            fingerprint=g.picked_up,
+            money=(g.picked_up - 1) * g.logistics_fee,
         )
         for g in group_rows(ctx)
-        if g["open_orders"] and g["picked_up"] > 1 and g["choice"] != SplitChoice.KEEP_NOT_REQUIRED
+        if g.open_orders and g.picked_up > 1 and g.choice != SplitChoice.KEEP_NOT_REQUIRED
     ]
 
 
 def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
     """ "No appraisal needed" orders of a split group that will never be confirmed:
     no waybill long after appraisal, or a waybill nobody picked up."""
-    groups = {(g["trade_no"], g["sku"]) for g in group_rows(ctx) if g["open_orders"]}
+    groups = {(g.trade_no, g.sku) for g in group_rows(ctx) if g.open_orders}
     if not groups:
         return []
     before = ctx.now - timedelta(hours=ctx.cfg.unconfirmable_hours)
     # The clock runs from the appraisal, however many steps came after it.
     appraised = OrderEvent.objects.filter(order=OuterRef("pk"), action=Action.APPRAISE).order_by("-seq")
+    # Every such order (a short partial index, ``order_kept_unshipped``), then
+    # those of the groups read.
     rows = (
         _base(orders)
-        .filter(trade_no__in={trade_no for trade_no, _ in groups})
-        .filter(appraisal_result=AppraisalResult.NOT_REQUIRED)
+        .filter(KEPT_UNSHIPPED)
         .annotate(appraised_at=Subquery(appraised.values("occurred_at")[:1]))
         .filter(
             Q(state__in=[S.APPRAISED, S.INSPECTED, S.PACKED], waybill_no="", appraised_at__lte=before)
             | Q(state=S.WAYBILL_PRINTED, waybill_printed_at__lte=before)
         )
-        .values(*ORDER_FIELDS)
     )
+    rows = _order_rows(rows)
     return [
         _order_hit(
             ctx,
@@ -426,18 +546,14 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
 
 def stalled(ctx, orders=None) -> list[Hit]:
     """Orders in one state longer than its SLA; each state has its owner."""
-    sla = ctx.cfg.sla()
-    condition = Q()
-    for state, limit in sla.items():
-        condition |= Q(state=state, state_changed_at__lte=ctx.now - limit)
-    rows = _base(orders).filter(condition).values(*ORDER_FIELDS, "state_changed_at")
+    rows = _order_rows(_base(orders).over_sla(ctx.cfg.sla(), ctx.now), since="state_changed_at")
     return [
         _order_hit(
             ctx,
             Rule.STALLED,
             r,
-            fingerprint=f"{r['state']}@{r['state_changed_at'].isoformat()}",
-            details={"state": r["state"], "since": r["state_changed_at"].isoformat()},
+            fingerprint=f"{r['state']}@{r['since'].isoformat()}",
+            details={"state": r["state"], "since": r["since"].isoformat()},
         )
         for r in rows
     ]
@@ -446,19 +562,15 @@ def stalled(ctx, orders=None) -> list[Hit]:
 def deadline_at_risk(ctx, orders=None) -> list[Hit]:
     """Orders not yet delivered whose confirmation deadline is close: a loss in the making."""
     soon = ctx.now + timedelta(hours=ctx.cfg.deadline_at_risk_hours)
-    rows = (
-        _base(orders)
-        .filter(state__in=_open_states, auto_confirm_at__lte=soon)
-        .exclude(state=S.DELIVERED)
-        .values(*ORDER_FIELDS)
-    )
+    rows = _base(orders).filter(state__in=_open_states, auto_confirm_at__lte=soon).exclude(state=S.DELIVERED)
+    rows = _order_rows(rows)
     return [
         _order_hit(
             ctx,
             Rule.DEADLINE_AT_RISK,
             r,
-            fingerprint=r["auto_confirm_at"].isoformat(),
-            details={"state": r["state"], "deadline": r["auto_confirm_at"].isoformat()},
+            fingerprint=r["deadline"].isoformat(),
+            details={"state": r["state"], "deadline": r["deadline"].isoformat()},
         )
         for r in rows
     ]

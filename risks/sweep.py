@@ -1,19 +1,37 @@
 """The sweep (SPEC §3): run every rule, open a case for each new hit,
 resolve the cases whose condition cleared, escalate the overdue ones.
 
+1. Each rule is evaluated; live cases whose condition cleared are resolved
+   (in batches, each its own transaction).
+2. In one transaction, under the sweep's lock: a case opens for each new hit
+   (escalated at once when its rule says so), overdue cases are escalated,
+   operators are reminded of escalations nobody took. What this tells people
+   is gathered (``portal.notify.gathered``): each person gets one summary per
+   kind, linking to the list of exactly those cases, written in the same
+   transaction — never one notification per case.
+3. Split groups whose orders are all finished are closed.
+
 Safe to run on several machines at once: a partial unique constraint keeps
 one live case per rule and subject (inserts that lose the race are dropped),
 resolutions are conditional updates on live cases, and escalations are
-unique per case. Its queries grow with the number of rules and batches, its
-work with the number of hits, never with the number of orders.
+unique per case. Step 2 holds a lock, so a second sweep running at once
+writes after the first and finds nothing left to open or tell. Its queries
+grow with the number of rules and batches, its work with the number of hits,
+never with the number of orders.
 """
 
+import gc
 import logging
+from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
+from operator import attrgetter
+from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext_noop
@@ -46,9 +64,17 @@ class Summary:
 def run_sweep(now=None) -> Summary:
     """One sweep now; returns what it opened, resolved and escalated, per rule."""
     now = now or timezone.now()
+    with _planned_without_jit(), _collecting_garbage_after():
+        summary = _sweep(now)
+    logger.info("risk sweep: %s", summary.line())
+    return summary
+
+
+def _sweep(now) -> Summary:
     ctx = rules.Context.build(now, RiskSettings.current())
     summary = Summary()
     live = _live_cases()
+    fresh = {}
     for rule, spec in rules.RULES.items():
         hits = {hit.subject: hit for hit in spec.evaluate(ctx)}
         current = live.get(rule, {})
@@ -61,17 +87,83 @@ def run_sweep(now=None) -> Summary:
         resolved = resolve_rows(cleared, Resolution.CONDITION_CLEARED, now)
         resolved += resolve_rows(restarted, Resolution.SUPERSEDED, now)
         still_live = {s for s in current if s in hits} - {c["subject"] for c in restarted}
-        fresh = [hit for subject, hit in hits.items() if subject not in still_live]
-        opened = open_hits(rule, fresh, now)
-        if opened:
-            summary.opened[rule] = opened
+        fresh[rule] = [hit for subject, hit in hits.items() if subject not in still_live]
         if resolved:
             summary.resolved[rule] = resolved
+    with transaction.atomic(), notify.gathered(now, link=summary_link):
+        _hold_the_sweep_lock()
+        opened = open_all(fresh, now)
+        summary.opened = {rule: opened[rule] for rule in rules.RULES if opened.get(rule)}
+        summary.escalated = _escalate_overdue(ctx)
+        escalations.remind_unassigned(now, settings.ESCALATION_REMINDER_HOURS)
     _close_finished_groups(ctx, now)
-    summary.escalated = _escalate_overdue(ctx)
-    escalations.remind_unassigned(now, settings.ESCALATION_REMINDER_HOURS)
-    logger.info("risk sweep: %s", summary.line())
     return summary
+
+
+@contextmanager
+def _collecting_garbage_after():
+    """Pause Python's cycle collector while the sweep runs. A sweep over a
+    backlog builds tens of thousands of small objects (hits, rows) that all
+    live until it ends, and the collector would walk them again and again as
+    they are made; they hold no cycles, so reference counting frees them as
+    before, and whatever cycles remain are collected as usual afterwards."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+@contextmanager
+def _planned_without_jit():
+    """Run the sweep's statements without PostgreSQL's JIT compiler. Its
+    queries read a few rows each through indexes, some of them many times
+    over (a split group's orders), which the planner's costs make look big
+    enough to compile: compiling costs more than it saves there. Set for the
+    connection while the sweep runs, then put back."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET jit")
+
+
+# pg_advisory_xact_lock's two-key form, apart from the one-key locks of split groups.
+SWEEP_LOCK = (0x5357_4550, 1)
+
+
+def _hold_the_sweep_lock():
+    """Hold the sweep's writing step until commit, so that two sweeps at once
+    write one after the other: the second finds the cases open and the people
+    told. SQLite runs one writing transaction at a time already."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", SWEEP_LOCK)
+
+
+def summary_link(kind, recipient, at) -> str:
+    """The list that shows exactly what a sweep's summary of ``kind`` sums up
+    for ``recipient``: the cases it opened (or escalated) at ``at``, the
+    person's organisation's own or, for deadlines, its orders'; for reminders
+    the escalations still waiting for a first response."""
+    if kind == NotificationKind.CASE_OPENED_SUMMARY:
+        query = {"owner": recipient.organisation.code, "opened": at, "status": ""}
+    elif kind == NotificationKind.DEADLINE_AT_RISK_SUMMARY:
+        query = {"rule": Rule.DEADLINE_AT_RISK, "opened": at, "status": ""}
+    elif kind == NotificationKind.ESCALATION_OPENED_SUMMARY:
+        query = {"escalated": at, "status": ""}
+    else:
+        return f"/escalations/?{urlencode({'overdue': 'yes'})}"
+    # Paths as the other links of notifications write them: the sweep runs in
+    # workers that need not load the URL configuration.
+    return f"/cases/?{urlencode(query)}"
 
 
 def _live_cases() -> dict:
@@ -112,20 +204,12 @@ def resolve_rows(rows, resolution, now, why=None) -> int:
     return done
 
 
-def _suppressed(rule, hits) -> set:
-    """Subjects whose exact evidence a person already resolved."""
-    if not hits:
-        return set()
-    resolved = set(
-        RiskCase.objects.filter(
-            rule=rule,
-            status=CaseStatus.RESOLVED,
-            resolution=Resolution.BY_OWNER,
-            subject__in=[hit.subject for hit in hits],
-        ).values_list("subject", "fingerprint")
-    )
-    return {hit.subject for hit in hits if (hit.subject, hit.fingerprint) in resolved}
-
+# Evidence a person already resolved (``Resolution.BY_OWNER``) is not opened again.
+_RESOLVED_BY_OWNER = (
+    "EXISTS (SELECT 1 FROM risks_riskcase AS done WHERE done.rule = staged.rule AND done.subject = staged.subject"
+    " AND done.fingerprint = staged.fingerprint AND done.status = %s AND done.resolution = %s)",
+    [CaseStatus.RESOLVED.value, Resolution.BY_OWNER.value],
+)
 
 CASE_ROW = [
     "rule",
@@ -140,77 +224,105 @@ CASE_ROW = [
     "money_at_risk",
     "details",
     "opened_at",
+    "status",
+    "escalated_at",
+    "updated_at",
 ]
 
 
 def open_hits(rule, hits, now) -> int:
-    opened = 0
-    for start in range(0, len(hits), BATCH):
-        batch = hits[start : start + BATCH]
-        skip = _suppressed(rule, batch)
-        batch = [hit for hit in batch if hit.subject not in skip]
-        if not batch:
-            continue
-        with transaction.atomic():
-            bulk.insert(
-                RiskCase,
-                CASE_ROW,
-                [
-                    (
-                        rule,
-                        hit.subject,
-                        hit.fingerprint,
-                        hit.order_id,
-                        hit.trade_no,
-                        hit.sku,
-                        hit.owner_id,
-                        hit.severity,
-                        hit.due_at,
-                        hit.money_at_risk,
-                        hit.details,
-                        now,
-                    )
-                    for hit in batch
-                ],
-            )
-            # Only the cases this sweep made (opened_at == now, no history yet)
-            # get their first event; a racing sweep's cases are its own.
-            created = list(
-                RiskCase.objects.filter(rule=rule, subject__in=[h.subject for h in batch], opened_at=now)
-                .filter(status=CaseStatus.OPEN)
-                .exclude(events__kind=CaseEventKind.OPENED)
-                .values_list("pk", flat=True)
-            )
-            bulk.insert(CaseEvent, ["case_id", "kind", "at"], [(pk, CaseEventKind.OPENED, now) for pk in created])
-            _announce(created, now)
-            if rules.RULES[rule].escalate_at_once:
-                cases.escalate_many_by_rule(
-                    list(RiskCase.objects.filter(pk__in=created).select_related("owner", "order")),
-                    gettext_noop("Sent to the platform at once, as this rule requires."),
-                    now,
-                )
-        opened += len(created)
-    return opened
+    """Open a case for each of ``hits`` of ``rule`` (``open_all``); returns how many opened."""
+    return open_all({rule: hits}, now).get(rule, 0)
+
+
+def open_all(fresh, now) -> dict:
+    """Open a case for each hit of ``fresh`` (``{rule: hits}``) that has none
+    live and whose evidence no person resolved, in a few statements whatever
+    their number: the cases are inserted and come back as written (a hit
+    another sweep or step opened meanwhile is skipped by the database), each
+    gets its first event, the owners are told, and the cases of rules that
+    escalate at once go to the platform. Returns how many opened, per rule."""
+    how, by_key, ordered = {}, {}, []
+    stamped = timezone.now()
+    for rule, hits in fresh.items():
+        code = str(rule)
+        if rules.RULES[rule].escalate_at_once:
+            # Written as escalated at once: the state escalating them leaves.
+            how[rule] = (code, CaseStatus.ESCALATED, now, now)
+        else:
+            how[rule] = (code, CaseStatus.OPEN, None, stamped)
+        for hit in hits:
+            by_key[(code, hit.subject)] = hit
+        ordered += hits
+    if not ordered:
+        return {}
+    # Written in the order of the orders' ids: the database then checks each
+    # case's order (its foreign key) page after page rather than at random.
+    ordered.sort(key=attrgetter("order_id"))
+
+    def row(hit):
+        code, status, escalated_at, updated_at = how[hit.rule]
+        return (
+            code,
+            hit.subject,
+            hit.fingerprint,
+            hit.order_id,
+            hit.trade_no,
+            hit.sku,
+            hit.owner_id,
+            hit.severity,
+            hit.due_at,
+            hit.money_at_risk,
+            hit.details,
+            now,
+            status,
+            escalated_at,
+            updated_at,
+        )
+
+    written = bulk.insert(
+        RiskCase,
+        CASE_ROW,
+        map(row, ordered),
+        returning=("id", "rule", "subject"),
+        unless=_RESOLVED_BY_OWNER,
+        then=(CaseEvent, "case", {"kind": CaseEventKind.OPENED, "at": now}),
+    )
+    # Cases in the order of their ids: their escalations follow it.
+    written.sort()
+    created = [pk for pk, _rule, _subject in written]
+    _announce(created, now, hits=[by_key[(rule, subject)] for _pk, rule, subject in written])
+    at_once = {code for code, status, _at, _updated in how.values() if status == CaseStatus.ESCALATED}
+    escalating = [pk for pk, rule, _subject in written if rule in at_once]
+    cases.escalate_by_rule(escalating, gettext_noop("Sent to the platform at once, as this rule requires."), now)
+    return dict(Counter(rule for _pk, rule, _subject in written))
 
 
 def _close_finished_groups(ctx, now):
     """Split groups whose orders are all finished need no more reading."""
-    finished = [g for g in rules.group_rows(ctx) if not g["open_orders"]]
+    finished = [g for g in rules.group_rows(ctx) if not g.open_orders]
     # An order created in the group since it was read keeps it open: wait for
     # any creation in progress (its group lock), then look again.
     still_open = Order.objects.open().filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
     for start in range(0, len(finished), BATCH):
         batch = finished[start : start + BATCH]
         with transaction.atomic():
-            workflow.lock_split_groups((g["trade_no"], g["sku"]) for g in batch)
+            workflow.lock_split_groups((g.trade_no, g.sku) for g in batch)
             SplitGroup.objects.filter(
-                ~Exists(still_open), pk__in=[g["id"] for g in batch], closed_at__isnull=True
+                ~Exists(still_open), pk__in=bulk.among(g.id for g in batch), closed_at__isnull=True
             ).update(closed_at=now)
 
 
-def _announce(case_ids, now):
-    """Tell the owners of new cases, and the merchant and provider of an order whose deadline is at risk."""
+def _announce(case_ids, now, hits):
+    """Tell the owners of new cases, and the merchant and provider of an order
+    whose deadline is at risk: one notification per case for a step on an
+    order, counted into the summaries when a sweep gathers (from ``hits``,
+    the cases' own facts)."""
     if not case_ids:
+        return
+    gathering = notify.gathering()
+    if gathering is not None:
+        _count_in(gathering, hits)
         return
     rows = list(
         RiskCase.objects.filter(pk__in=case_ids).values(
@@ -253,19 +365,50 @@ def _announce(case_ids, now):
     notify.announce_many(items, now=now)
 
 
+def _count_in(gathering, hits):
+    """Count new cases into a sweep's summaries from what the rules found:
+    nothing is read back. The merchant and provider of an order whose
+    deadline is at risk come with its hit; an order's are looked up only
+    when its hit lacks them."""
+    at_risk = [hit for hit in hits if hit.rule == Rule.DEADLINE_AT_RISK]
+    sides = {hit.order_id: (hit.merchant_id, hit.provider_id) for hit in at_risk if hit.merchant_id is not None}
+    unknown = {hit.order_id for hit in at_risk} - sides.keys()
+    if unknown:
+        rows = Order.objects.filter(pk__in=bulk.among(unknown)).values_list("pk", "merchant_id", "provider_id")
+        sides.update({pk: (merchant, provider) for pk, merchant, provider in rows})
+    owned, told = Counter(), Counter()
+    money = defaultdict(Decimal)
+    for hit in hits:
+        owned[(hit.rule, hit.severity, hit.owner_id)] += 1
+        money[(hit.rule, hit.severity, hit.owner_id)] += hit.money_at_risk
+        for organisation in sides.get(hit.order_id, ()) if hit.rule == Rule.DEADLINE_AT_RISK else ():
+            told[(hit.severity, organisation)] += 1
+            money[(hit.severity, organisation)] += hit.money_at_risk
+    people = gathering.people_of({owner for _rule, _severity, owner in owned} | {org for _severity, org in told})
+    for (rule, severity, owner), n in owned.items():
+        facts = {"count": n, "money": money[(rule, severity, owner)], "severity": severity, "topic": rule}
+        gathering.add(NotificationKind.CASE_OPENED, people.get(owner, []), **facts)
+    for (severity, organisation), n in told.items():
+        facts = {"count": n, "money": money[(severity, organisation)], "severity": severity}
+        gathering.add(
+            NotificationKind.DEADLINE_AT_RISK, people.get(organisation, []), topic=Rule.DEADLINE_AT_RISK, **facts
+        )
+
+
 def _escalate_overdue(ctx) -> int:
-    """Cases still open or acknowledged well past their due time go to the platform."""
+    """Cases still open or acknowledged well past their due time go to the
+    platform, in batches, within the sweep's writing transaction."""
     limit = ctx.now - timedelta(hours=ctx.cfg.escalate_overdue_after_hours)
     reason = gettext_noop("Still not handled long after it was due; the sweep sent it to the platform.")
     escalated = 0
     while True:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             overdue = list(
-                RiskCase.objects.select_for_update(skip_locked=True, of=("self",))
+                RiskCase.objects.select_for_update(skip_locked=True)
                 .filter(status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED], due_at__lte=limit)
-                .select_related("order", "owner")
-                .order_by("due_at")[:BATCH]
+                .order_by("due_at")
+                .values_list("pk", flat=True)[:BATCH]
             )
-            escalated += cases.escalate_many_by_rule(overdue, reason, ctx.now)
+            escalated += cases.escalate_by_rule(overdue, reason, ctx.now)
         if len(overdue) < BATCH:
             return escalated

@@ -1,4 +1,5 @@
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -57,8 +58,36 @@ class CaseTable(tables.Table):
         return money(value)
 
 
+class TickColumn(tables.CheckBoxColumn):
+    """The tick of a queue row, for the bulk form outside the live-refreshed
+    rows (``form="bulk-form"``), with the assignee the person sees on the row:
+    a bulk assignment refuses a row someone else took meanwhile."""
+
+    def render(self, value, bound_column, record):
+        return format_html(
+            '<input type="checkbox" name="select" value="{}" form="bulk-form" class="form-check-input" '
+            'aria-label="{}"><input type="hidden" name="seen-{}" value="{}" form="bulk-form">',
+            value,
+            _("Tick escalation %(n)s") % {"n": value},
+            value,
+            record.assignee_id or "",
+        )
+
+
 class EscalationTable(tables.Table):
+    """The operators' triage queue, and each organisation's own escalations.
+
+    Rows come in the queue's order (live and unassigned first, then by
+    first-response time, ``risks.views.queue``); platform operators get a tick
+    and "Take it" on each row. Nothing here queries per row."""
+
+    select = TickColumn(
+        accessor="pk",
+        attrs={"th__input": {"data-select-all": "1", "class": "form-check-input", "aria-label": _("Tick all")}},
+        exclude_from_export=True,
+    )
     id = tables.Column(verbose_name="#", linkify=("risks:escalation", {"pk": tables.A("pk")}))
+    first_response_due_at = tables.Column(verbose_name=_("First response due"))
     category = tables.Column(verbose_name=_("Category"))
     order = tables.Column(
         accessor="order__order_no",
@@ -69,17 +98,40 @@ class EscalationTable(tables.Table):
         accessor="raised_by_organisation__name", verbose_name=_("Raised by"), order_by="raised_by_organisation__code"
     )
     status = tables.Column(verbose_name=_("Status"))
-    assignee = tables.Column(accessor="assignee__username", verbose_name=_("Assigned to"), default="—")
-    first_response_due_at = tables.Column(verbose_name=_("First response due"))
+    # Who has it; an operator takes an unassigned one right here ("Take it").
+    assignee = tables.Column(
+        accessor="assignee__username", verbose_name=_("Assigned to"), empty_values=(), order_by="assignee__username"
+    )
 
     class Meta:
         model = Escalation
         fields = []
-        sequence = ["id", "category", "order", "raised_by", "status", "assignee", "first_response_due_at"]
-        order_by = "first_response_due_at"
+        # What decides the triage comes first, so that it is on screen on a phone too.
+        sequence = [
+            "select",
+            "id",
+            "first_response_due_at",
+            "assignee",
+            "status",
+            "order",
+            "category",
+            "raised_by",
+        ]
         attrs = {"class": "table table-sm table-hover align-middle", "id": "escalations"}
-        row_attrs = {"class": lambda record: "table-danger" if record.is_overdue else ""}
+        row_attrs = {
+            "class": lambda record: "table-danger" if record.is_overdue else "",
+            "data-escalation": lambda record: record.pk,
+        }
         empty_text = _("No escalations here.")
+
+    def __init__(self, *args, viewer=None, **kwargs):
+        # Operators take and assign from the queue; others only read their own.
+        self.viewer = viewer
+        self.operator = bool(viewer is not None and viewer.organisation_id and viewer.organisation.is_platform)
+        exclude = [*kwargs.pop("exclude", ())]
+        if not self.operator:
+            exclude.append("select")
+        super().__init__(*args, exclude=exclude, **kwargs)
 
     def render_category(self, record):
         label = record.get_category_display()
@@ -87,8 +139,46 @@ class EscalationTable(tables.Table):
             return format_html('{} <span class="badge text-bg-secondary">{}</span>', label, _("rule"))
         return label
 
+    def render_order(self, record, value):
+        if record.order.flow_blocked:
+            return format_html('{} <span class="badge text-bg-danger">{}</span>', value, _("blocked"))
+        return value
+
     def render_status(self, record):
         return record.get_status_display()
 
+    def render_assignee(self, record, value):
+        if record.assignee_id is None:
+            return self._take(record) if self.operator and record.is_live else "—"
+        if self.viewer is not None and record.assignee_id == self.viewer.pk:
+            return format_html('{} <span class="badge text-bg-info">{}</span>', value, _("you"))
+        return value
+
     def render_first_response_due_at(self, record, value):
-        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+        # Once an operator has taken it the first response is given: the time
+        # it was due is history, not a countdown.
+        if not record.is_live or record.assignee_id is not None:
+            return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+        when = format_html(
+            '<time datetime="{}" data-countdown title="{}">{}</time>',
+            value.isoformat(),
+            timezone.localtime(value).strftime("%Y-%m-%d %H:%M"),
+            countdown(value),
+        )
+        if record.is_overdue:
+            return format_html('{} <span class="badge text-bg-danger">{}</span>', when, _("overdue"))
+        return when
+
+    def _take(self, record):
+        """One POST: the escalation is the viewer's, and the queue shows it."""
+        value = record.pk
+        url = reverse("risks:escalation-assign", args=[value])
+        return format_html(
+            '<button type="submit" form="bulk-form" formaction="{}" name="take" value="{}" '
+            'class="btn btn-sm btn-outline-primary text-nowrap" hx-post="{}" hx-target="#results" '
+            'hx-select="#results" hx-swap="outerHTML" data-take>{}</button>',
+            url,
+            value,
+            url,
+            _("Take it"),
+        )

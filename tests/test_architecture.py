@@ -22,6 +22,7 @@ SCREENS = "screens"
 # floor of its app's engine (portal's: the ground).
 SCREEN_MODULES = (
     "portal.views",
+    "portal.dashboard",
     "portal.demo",
     "portal.digest",
     "portal.tasks",

@@ -24,6 +24,8 @@ API_ACTIONS = [step.url_path for step in OrderViewSet.get_extra_actions()]
 EXPECTATIONS = {
     "home": ("get", lambda o: {}, set(PERSONAS), 302),
     "operator-home": ("get", lambda o: {}, {"operator"}, 200),
+    "dashboard": ("get", lambda o: {}, set(PERSONAS), 200),
+    "dashboard-csv": ("get", lambda o: {"chart": "cases"}, set(PERSONAS), 200),
     "set-language": ("post", lambda o: {}, set(PERSONAS), 302),
     "orders:list": ("get", lambda o: {}, set(PERSONAS), 200),
     "orders:detail": ("get", lambda o: {"order_no": o.order_no}, IN_SCOPE_OF_ORDER, 200),

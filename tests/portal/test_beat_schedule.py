@@ -24,6 +24,8 @@ INTERVALS = {
     "deliver-notifications": ("portal.tasks.deliver_due", "NOTIFY_DELIVERY_SECONDS"),
     "retry-pending-scans": ("orders.tasks.retry_pending_scans", "PENDING_SCAN_RETRY_SECONDS"),
     "beat-heartbeat": ("portal.tasks.record_beat_heartbeat", "BEAT_HEARTBEAT_SECONDS"),
+    "refresh-stage-durations": ("orders.tasks.refresh_stage_durations", "STAGE_DURATIONS_SECONDS"),
+    "refresh-dashboard-tallies": ("portal.tasks.refresh_dashboard_tallies", "DASHBOARD_TALLY_SECONDS"),
 }
 DIGEST = ("daily-digest", "portal.tasks.send_daily_digest")
 
@@ -75,3 +77,9 @@ def test_the_intervals_follow_their_settings_when_the_environment_changes():
     )
     seen = json.loads(ran.stdout.strip().splitlines()[-1])
     assert seen == {name: float(chosen[setting]) for name, (_, setting) in INTERVALS.items()}
+
+
+def test_the_stage_durations_refresh_runs_on_the_sweep_queue():
+    route = settings.CELERY_TASK_ROUTES["orders.tasks.refresh_stage_durations"]
+    assert route == {"queue": settings.CELERY_QUEUE_SWEEP} and settings.CELERY_QUEUE_SWEEP == "sweep"
+    assert settings.CELERY_BEAT_SCHEDULE["refresh-stage-durations"]["schedule"] == 15 * 60.0

@@ -14,7 +14,7 @@ from risks.models import CaseEvent, RiskCase
 def stream(request, monkeypatch):
     """Both ways of writing (on PostgreSQL; elsewhere both are bulk_create)."""
     real = bulk.insert
-    monkeypatch.setattr(bulk, "insert", lambda *args, **kwargs: real(*args, **kwargs, stream=request.param))
+    monkeypatch.setattr(bulk, "insert", lambda *args, **kwargs: real(*args, **{"stream": request.param, **kwargs}))
 
 
 def test_rows_land_with_their_defaults_and_a_repeated_key_is_skipped(merchant):
@@ -52,3 +52,63 @@ def test_money_times_and_model_defaults_of_a_case(order):
     bulk.insert(CaseEvent, ["case_id", "kind", "at"], [(case.pk, "opened", now)])
     assert CaseEvent.objects.get().case == case
     bulk.insert(CaseEvent, ["case_id", "kind", "at"], [])  # nothing to write is fine
+
+
+def _cases_of(order, provider, now, subjects):
+    fields = ["rule", "subject", "order_id", "trade_no", "sku", "owner_id", "severity", "due_at", "opened_at"]
+    return fields, [("stalled", s, order.pk, "T", "S", provider.pk, "medium", now, now) for s in subjects]
+
+
+def test_the_rows_written_come_back_and_a_refused_one_does_not(order):
+    now = timezone.now()
+    fields, rows = _cases_of(order, order.provider, now, ["a", "b"])
+    first = bulk.insert(RiskCase, fields, rows[:1], returning=("id", "subject"))
+    assert first == [(RiskCase.objects.get(subject="a").pk, "a")]
+
+    # "a" is live already (one live case per rule and subject); rows may come as a generator.
+    again = bulk.insert(RiskCase, fields, (row for row in rows), returning=("subject",))
+    assert again == [("b",)]
+    assert bulk.insert(RiskCase, fields, [], returning=("id",)) == []
+
+
+def test_a_condition_on_the_new_row_leaves_it_out(order):
+    now = timezone.now()
+    fields, rows = _cases_of(order, order.provider, now, ["a", "b", "c"])
+    unless = ("staged.subject = %s", ["b"])
+    written = bulk.insert(RiskCase, fields, rows, returning=("subject",), unless=unless)
+    assert sorted(written) == [("a",), ("c",)]
+    assert set(RiskCase.objects.values_list("subject", flat=True)) == {"a", "c"}
+
+
+def test_each_row_written_gets_its_row_of_another_table(order):
+    now = timezone.now()
+    fields, rows = _cases_of(order, order.provider, now, ["a", "b"])
+    bulk.insert(RiskCase, fields, rows[:1])
+    then = (CaseEvent, "case", {"kind": "opened", "at": now})
+    written = bulk.insert(RiskCase, fields, rows, returning=("subject",), then=then)
+
+    assert written == [("b",)]  # the key is not given back unless asked for
+    (event,) = CaseEvent.objects.all()
+    assert event.case.subject == "b" and event.kind == "opened" and event.at == now
+    assert event.note == "" and event.actor_user is None
+
+
+def test_one_row_per_id_in_their_order_with_defaults(order):
+    now = timezone.now()
+    fields, rows = _cases_of(order, order.provider, now, ["a", "b", "c"])
+    ids = [pk for (pk,) in bulk.insert(RiskCase, fields, rows, returning=("id",))]
+    chosen = sorted(ids, reverse=True)
+    bulk.insert_each(CaseEvent, "case", chosen, kind="escalated", note="why", at=now)
+    bulk.insert_each(CaseEvent, "case", [], kind="escalated", at=now)  # nothing to write is fine
+
+    events = list(CaseEvent.objects.order_by("pk").values_list("case_id", "kind", "note", "at", "actor_user"))
+    assert events == [(pk, "escalated", "why", now, None) for pk in chosen]
+
+
+def test_many_ids_are_one_parameter(order):
+    now = timezone.now()
+    fields, rows = _cases_of(order, order.provider, now, [f"s{i}" for i in range(1500)])
+    ids = [pk for (pk,) in bulk.insert(RiskCase, fields, rows, returning=("id",))]
+    chosen = ids[::2]
+    assert RiskCase.objects.filter(pk__in=bulk.among(chosen)).count() == len(chosen)
+    assert len(bulk.among(chosen).params) == 1

@@ -50,7 +50,9 @@ def stalled_order(merchant_org, provider_org, hours=30):
 def test_a_medium_case_goes_to_the_owners_people_in_the_digest(team, merchant_org, provider_org):
     stalled_order(merchant_org, provider_org)
     run_sweep()
-    assert told(K.CASE_OPENED) == {"carol": EmailStatus.DIGEST, "pz": EmailStatus.DIGEST}
+    # The sweep tells each person once: a summary of the cases it found for them.
+    assert told(K.CASE_OPENED_SUMMARY) == {"carol": EmailStatus.DIGEST, "pz": EmailStatus.DIGEST}
+    assert not Notification.objects.filter(kind=K.CASE_OPENED).exists()
 
 
 def test_a_high_case_is_emailed_at_once(team, merchant_org, provider_org):
@@ -66,12 +68,12 @@ def test_a_high_case_is_emailed_at_once(team, merchant_org, provider_org):
 def test_a_deadline_at_risk_reaches_merchant_and_provider_at_once(team, merchant_org, provider_org):
     new_order(merchant_org, provider_org, deadline_in=timedelta(hours=20))
     run_sweep()
-    assert told(K.DEADLINE_AT_RISK) == {
+    assert told(K.DEADLINE_AT_RISK_SUMMARY) == {
         "alice": EmailStatus.PENDING,
         "carol": EmailStatus.PENDING,
         "pz": EmailStatus.PENDING,
     }
-    assert set(told(K.CASE_OPENED)) == {"olivia", "o2"}  # the platform owns the case
+    assert set(told(K.CASE_OPENED_SUMMARY)) == {"olivia", "o2"}  # the platform owns the case
 
 
 def test_a_person_may_change_how_a_kind_reaches_them_except_critical(team, merchant_org, provider_org):
@@ -79,7 +81,8 @@ def test_a_person_may_change_how_a_kind_reaches_them_except_critical(team, merch
     NotificationPreference.objects.create(user=team["provider_zh"], kind=K.CASE_OPENED, delivery="off")
     stalled_order(merchant_org, provider_org)
     run_sweep()
-    assert told(K.CASE_OPENED) == {"carol": EmailStatus.PENDING, "pz": EmailStatus.OFF}
+    # The sweep's summary follows the choice made for single cases.
+    assert told(K.CASE_OPENED_SUMMARY) == {"carol": EmailStatus.PENDING, "pz": EmailStatus.OFF}
 
     Notification.objects.all().delete()
     order = advance(new_order(merchant_org, provider_org), S.PACKED)
@@ -117,16 +120,17 @@ def test_an_unassigned_escalation_reminds_the_operators_once_per_interval(team, 
     order = new_order(merchant_org, provider_org)
     raised = cases.escalate_order(order, workflow.Actor.of_user(team["provider"]), "help")
     due = raised.first_response_due_at
+    reminders = Notification.objects.filter(kind=K.ESCALATION_REMINDER_SUMMARY)
     run_sweep(due - timedelta(minutes=1))
-    assert not Notification.objects.filter(kind=K.ESCALATION_REMINDER).exists()
+    assert not reminders.exists()
     run_sweep(due + timedelta(minutes=1))
     run_sweep(due + timedelta(minutes=30))
-    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 2  # two operators, once
+    assert reminders.count() == 2  # two operators, once
     run_sweep(due + timedelta(hours=4, minutes=1))
-    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 4
+    assert reminders.count() == 4
     escalations.assign_to_me(raised, workflow.Actor.of_user(team["operator"]))
     run_sweep(due + timedelta(hours=9))
-    assert Notification.objects.filter(kind=K.ESCALATION_REMINDER).count() == 4
+    assert reminders.count() == 4
 
 
 def test_the_same_cause_reaches_each_person_once(team, merchant_org, provider_org):
@@ -136,7 +140,9 @@ def test_the_same_cause_reaches_each_person_once(team, merchant_org, provider_or
     case = RiskCase.objects.get(rule=Rule.STALLED)
     from portal import notify
 
-    notify.announce(K.CASE_OPENED, case.pk, [team["provider"]], context={"case": case.pk}, link="/")
+    assert Notification.objects.filter(kind=K.CASE_OPENED_SUMMARY, recipient=team["provider"]).count() == 1
+    for _ in range(2):
+        notify.announce(K.CASE_OPENED, case.pk, [team["provider"]], context={"case": case.pk}, link="/")
     assert Notification.objects.filter(kind=K.CASE_OPENED, recipient=team["provider"]).count() == 1
     assert order.cases.count() == 1
 
@@ -150,10 +156,13 @@ def test_emails_have_text_and_html_in_the_recipients_language(team, merchant_org
     assert delivery.deliver_due() == {"sent": 5, "failed": 0}
     by_person = {m.to[0].split("@")[0]: m for m in mail.outbox}
     english, chinese = by_person["alice"], by_person["pz"]
-    assert "will be refunded automatically" in english.subject and "¥3,680.00" in english.subject
-    assert "自动退款" in chinese.subject and "¥3,680.00" in chinese.subject
-    assert chinese.alternatives[0][1] == "text/html" and "自动退款" in chinese.alternatives[0][0]
-    assert "/cases/" in english.body
+    assert english.subject == "1 order near its deadline — ¥3,680.00"
+    assert "¥3,680.00" in chinese.subject
+    # Words the catalogue already has show in the reader's language.
+    assert "完成" in chinese.body and "完成" in chinese.alternatives[0][0]
+    assert chinese.alternatives[0][1] == "text/html" and '<html lang="zh-hans">' in chinese.alternatives[0][0]
+    assert '<html lang="en">' in english.alternatives[0][0]
+    assert "/cases/?rule=deadline_at_risk&opened=" in english.body
     assert english.extra_headers["Message-ID"].startswith("<notification-")
     assert not Notification.objects.exclude(email_status__in=[EmailStatus.SENT, EmailStatus.DIGEST]).exists()
     assert delivery.deliver_due() == {"sent": 0, "failed": 0}
@@ -289,7 +298,7 @@ def test_the_inbox_lists_counts_and_marks_read(client, team, merchant_org, provi
     client.force_login(team["merchant"])
     assert "data-unread>1<" in client.get(reverse("inbox-count")).content.decode()
     page = client.get(reverse("inbox")).content.decode()
-    assert "will be refunded automatically" in page
+    assert "1 order near its deadline — ¥1,234.50" in page
     note = Notification.objects.get(recipient=team["merchant"])
     response = client.post(reverse("inbox-read", args=[note.pk]), {"open": "1"})
     assert response["Location"] == note.link
@@ -310,14 +319,15 @@ def test_mark_all_read_and_no_one_elses(client, team, merchant_org, provider_org
 def test_preferences_are_saved_and_money_at_risk_cannot_be_switched_off(client, team):
     client.force_login(team["provider"])
     form = client.get(reverse("notification-preferences")).context["form"]
-    assert "off" not in dict(form.fields[K.DEADLINE_AT_RISK].choices)
+    assert "off" not in dict(form.fields[K.DEADLINE_AT_RISK_SUMMARY].choices)
     data = dict.fromkeys(form.fields, "immediately")
     data[K.CASE_OPENED] = "off"
     client.post(reverse("notification-preferences"), data)
     assert NotificationPreference.objects.get(user=team["provider"], kind=K.CASE_OPENED).delivery == "off"
-    data[K.DEADLINE_AT_RISK] = "off"
+    data[K.DEADLINE_AT_RISK_SUMMARY] = "off"
     assert client.post(reverse("notification-preferences"), data).status_code == 200  # refused, shown again
-    assert NotificationPreference.objects.get(user=team["provider"], kind=K.DEADLINE_AT_RISK).delivery == "immediately"
+    saved = NotificationPreference.objects.get(user=team["provider"], kind=K.DEADLINE_AT_RISK_SUMMARY)
+    assert saved.delivery == "immediately"
 
 
 def test_administrators_see_failed_emails_and_send_them_again(admin_client, team, merchant_org, provider_org):

@@ -22,6 +22,6 @@ def test_the_highlight_legend_states_the_declared_windows():
     assert f"under {DEADLINE_AT_RISK_HOURS} h away, in amber under {DEADLINE_NEAR_HOURS} h" in legend
 
 
-def test_the_operator_home_states_the_declared_window():
-    home = (TEMPLATES / "portal" / "operator_home.html").read_text()
+def test_the_dashboard_states_the_declared_window():
+    home = (TEMPLATES / "portal" / "dashboard_tiles.html").read_text()
     assert f"Deadline within {DEADLINE_AT_RISK_HOURS} h, not delivered" in home

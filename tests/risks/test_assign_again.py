@@ -34,7 +34,7 @@ def test_assigning_the_same_person_again_adds_no_entry_and_no_notification(
 
     escalation.refresh_from_db()
     assert escalation.assignee == operator and escalation.status == EscalationStatus.IN_PROGRESS
-    assert list(escalation.entries.values_list("kind", flat=True)) == ["assigned"]
+    assert list(escalation.entries.values_list("kind", flat=True)) == ["raised", "assigned"]
     assert Notification.objects.filter(kind=NotificationKind.ESCALATION_ASSIGNED, recipient=provider).count() == 1
 
 
@@ -48,4 +48,4 @@ def test_another_operator_taking_it_over_is_recorded(client, provider, operator,
 
     escalation.refresh_from_db()
     assert escalation.assignee == colleague
-    assert list(escalation.entries.values_list("kind", flat=True)) == ["assigned", "assigned"]
+    assert list(escalation.entries.values_list("kind", flat=True)) == ["raised", "assigned", "assigned"]

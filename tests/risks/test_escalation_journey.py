@@ -45,7 +45,8 @@ def test_a_blocked_flow_from_report_to_printed_waybill(client, personas, merchan
     )
     escalation.refresh_from_db()
     assert escalation.status == EscalationStatus.RESOLVED and escalation.assignee == operator
-    assert list(escalation.entries.values_list("kind", flat=True)) == ["assigned", "comment", "action", "resolved"]
+    kinds = list(escalation.entries.values_list("kind", flat=True))
+    assert kinds == ["raised", "assigned", "comment", "action", "resolved"]
     assert RiskCase.objects.get(rule=Rule.FLOW_BLOCKED).status == CaseStatus.RESOLVED
 
     mail.outbox.clear()

@@ -1,0 +1,78 @@
+"""The operators' triage queue in a real browser: ticks that survive the live
+refresh, a bulk assignment, "Take it" without a page load, and the page of a
+blocked flow that says what is wrong without opening the order."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from orders import workflow
+from orders.choices import Action, BlockedStage, OrderState
+from risks.models import Escalation
+from tests.factories import advance, new_order
+from tests.integration.conftest import log_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def blocked(merchant_org, provider_org, reason):
+    order = advance(new_order(merchant_org, provider_org), OrderState.PACKED)
+    provider = workflow.Actor.of_organisation(provider_org)
+    workflow.perform(order, Action.REPORT_BLOCKED, provider, stage=BlockedStage.PACKING, reason=reason)
+    return Escalation.objects.get(order=order)
+
+
+def row(page, escalation):
+    return page.locator(f'#results tr[data-escalation="{escalation.pk}"]')
+
+
+def test_an_operator_triages_the_queue_and_reads_why_a_flow_is_blocked(
+    browser, live_server, settings, operator, merchant_org, provider_org
+):
+    settings.LIST_REFRESH_SECONDS = 1
+    first, second, third, fourth = (blocked(merchant_org, provider_org, f"ERP refuses packing {n}") for n in range(4))
+    page = log_in(browser, live_server, operator, r"/operator/")
+    page.goto(f"{live_server.url}/escalations/")
+    page.check(f'#results input[name=select][value="{first.pk}"]')
+    page.check(f'#results input[name=select][value="{second.pk}"]')
+
+    # One raised meanwhile shows up only through a refresh of the rows; the ticks stay.
+    late = blocked(merchant_org, provider_org, "ERP refuses packing late")
+    expect(row(page, late)).to_have_count(1)
+    page.wait_for_timeout(1500)  # and one more refresh for good measure
+    checked = page.locator("#results tbody input[name=select]:checked")
+    assert sorted(checked.evaluate_all("boxes => boxes.map(b => b.value)")) == sorted([str(first.pk), str(second.pk)])
+    expect(page.locator("[data-selected-count]")).to_have_text("2")
+
+    page.select_option("#bulk-assignee", "me")
+    page.click("#bulk-submit")
+    expect(page.locator('#bulk-results [data-outcome="done"]')).to_have_count(2)
+    page.wait_for_timeout(1500)  # the outcome stays through the live refresh
+    expect(page.locator('#bulk-results [data-outcome="done"]')).to_have_count(2)
+    for escalation in (first, second):
+        expect(row(page, escalation)).to_contain_text(operator.username)
+    assert set(Escalation.objects.filter(assignee=operator).values_list("pk", flat=True)) == {first.pk, second.pk}
+
+    # "Take it": one POST, no page load, the queue says so and the row shows it.
+    loads = []
+    page.on("load", lambda _page: loads.append(1))
+    row(page, third).locator("[data-take]").click()
+    expect(page.locator("#queue-messages")).to_contain_text(f"Escalation {third.pk}")
+    expect(row(page, third)).to_contain_text(operator.username)
+    expect(row(page, third).locator("[data-take]")).to_have_count(0)
+    assert loads == []
+    third.refresh_from_db()
+    assert third.assignee == operator
+
+    # The page of a blocked flow says where and why, without opening the order.
+    row(page, fourth).locator(f'a[href="/escalations/{fourth.pk}/"]').click()
+    page.wait_for_url(re.compile(rf"/escalations/{fourth.pk}/$"))
+    expect(page.locator("#blocked-stage")).to_have_text(str(BlockedStage.PACKING.label))
+    expect(page.locator("#blocked-reason")).to_have_text("ERP refuses packing 3")
+    expect(page.locator("#escalation-order")).to_contain_text(fourth.order.order_no)
+    page.click("#escalation-act-unblock button[type=submit]")
+    expect(page.locator(".alert-success")).to_contain_text("Unblock")
+    expect(page.locator("#blocked")).to_have_count(0)
+    fourth.order.refresh_from_db()
+    assert not fourth.order.flow_blocked
