@@ -58,6 +58,11 @@ def test_ticks_survive_the_live_refresh(browser, live_server, settings, provider
         parcels[2].order_no,
     ]
     assert page.locator("[data-selected-count]").inner_text() == "2"
+    # Click just after a refresh has been swapped in: with a refresh every
+    # second, a click landing mid-swap would hit a button being replaced.
+    with page.expect_response(lambda r: r.request.method == "GET" and "/worklists/" in r.url):
+        pass
+    page.wait_for_timeout(150)
     page.click("#bulk-submit")
     page.wait_for_selector("#bulk-results")
     assert states([*parcels, late]) == [S.SIGNED_IN, S.ARRIVED, S.SIGNED_IN, S.ARRIVED]
