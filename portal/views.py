@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from orders import worklists
 from orders.tables import OrderTable
-from portal import apikeys, dashboard
+from portal import apikeys, dashboard, exports
 from portal.choices import OrganisationKind
 from portal.models import ApiKey
 from portal.paging import paginate
@@ -92,9 +92,8 @@ def operator_home(request):
 
 
 def _csv_cell(value):
-    text = str(value)
     # A cell a spreadsheet would run as a formula is written as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return exports.escape(str(value))
 
 
 @login_required

@@ -23,9 +23,11 @@ from orders.forms import BY_SLUG, slug
 from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import EventSource, OrganisationKind
+from portal.exports import format_of
 from portal.paging import paginate
 from risks import cases, escalations, reactions, rules
 from risks.choices import LIVE_ESCALATIONS, CaseStatus, Rule
+from risks.exports import download_cases, download_escalations
 from risks.filtersets import LIVE, CaseFilterSet, EscalationFilterSet
 from risks.forms import (
     ME,
@@ -64,15 +66,21 @@ def _paged(request, table):
 
 @login_required
 def case_list(request):
-    """Risk cases about the orders in the user's scope."""
+    """Risk cases about the orders in the user's scope (``?export=csv`` or
+    ``xlsx``: every case matching the filter, as a file)."""
     visible = RiskCase.objects.visible_to(request.user).shown_to(request.user).select_related("order", "owner")
     data = request.GET.copy()
     if "status" not in data:
         data["status"] = "open"
     filterset = CaseFilterSet(data, visible, request=request)
     rows = filterset.qs if filterset.is_valid() else visible.none()
+    wanted = format_of(request)
+    if wanted:
+        return download_cases(rows, wanted)
     table = _paged(request, CaseTable(rows))
-    return render(request, "risks/case_list.html", {"table": table, "filter": filterset})
+    return render(
+        request, "risks/case_list.html", {"table": table, "filter": filterset, "query": _query_of(request.GET)}
+    )
 
 
 def _visible_case(request, pk):
@@ -243,9 +251,10 @@ def queue(escalations):
 
 
 def _query_of(data) -> str:
-    """The queue's filters as a query string, to come back to after a POST."""
+    """A list's filters as a query string: to come back to after a POST, to
+    refresh the rows, to export them."""
     query = data.copy()
-    for name in ("page", "take"):
+    for name in ("page", "take", "export"):
         query.pop(name, None)
     return query.urlencode()
 
@@ -255,7 +264,8 @@ def escalation_list(request):
     """The escalation queue. Operators see every escalation and triage them:
     live ones by default, unassigned first, then by first-response time, with
     "Take it" on each row and a bulk assignment of the ticked rows (a POST
-    here). Merchants and providers see those their organisation raised."""
+    here). Merchants and providers see those their organisation raised.
+    ``?export=csv`` or ``xlsx``: every escalation matching the filter, as a file."""
     if request.method == "POST":
         return _bulk_assign(request)
     operator = _is_operator(request)
@@ -273,6 +283,9 @@ def escalation_list(request):
     # The queue's default is not a filter the person set: the filters stay folded on a phone.
     filterset.form.fields["status"].initial = LIVE
     filtered = filterset.qs if filterset.is_valid() else visible.none()
+    wanted = format_of(request)
+    if wanted:
+        return download_escalations(queue(filtered), wanted)
     table = _paged(request, EscalationTable(queue(filtered), viewer=request.user))
     total = filtered.order_by()[: COUNT_LIMIT + 1].count()
     context = {

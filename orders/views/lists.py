@@ -13,11 +13,12 @@ from django.views.decorators.http import require_POST
 
 from orders import stations, worklists
 from orders.choices import Action
-from orders.exports import csv_response
+from orders.exports import download_orders
 from orders.filtersets import OrderFilterSet
 from orders.models import Order
 from orders.tables import OrderTable
 from portal.choices import OrganisationKind
+from portal.exports import format_of
 from portal.paging import PER_PAGE_CHOICES, paginate, per_page_of
 
 BULK_LIMIT = 500
@@ -39,12 +40,14 @@ def _filtered(request, queryset, data, omit):
     return filterset, (filterset.qs if filterset.is_valid() else queryset)
 
 
-def _order_list(request, queryset, *, template, context, filename, worklist=None, omit=()):
-    """Filter, sort, paginate and render (or export) an order list in the user's scope."""
+def _order_list(request, queryset, *, template, context, filename_stem, worklist=None, omit=()):
+    """Filter, sort, paginate and render (or export: every order matching the
+    filter, ``?export=csv`` or ``xlsx``) an order list in the user's scope."""
     organisation = organisation_of(request)
     filterset, orders = _filtered(request, queryset, request.GET, omit)
-    if request.GET.get("export") == "csv":
-        return csv_response(orders, filename)
+    wanted = format_of(request)
+    if wanted:
+        return download_orders(orders, filename_stem, wanted)
     selectable = worklist is not None and (worklist.bulk or worklist.labels)
     exclude = [] if selectable else ["select"]
     exclude += [name for name in NUMBER_COLUMNS if worklist is None or name not in worklist.numbers]
@@ -93,7 +96,7 @@ def order_list(request):
         orders,
         template="orders/order_list.html",
         context={"title": titles[request.user.kind]},
-        filename="orders.csv",
+        filename_stem="orders",
     )
 
 
@@ -128,7 +131,7 @@ def worklist(request, slug):
             "tabs": tabs(visible),
             "bulk_lines": [stations.Line(**line) for line in request.session.pop(BULK_RESULTS, [])],
         },
-        filename=f"{slug}.csv",
+        filename_stem=slug,
         worklist=current,
         omit=("state", "finished"),
     )

@@ -1,7 +1,6 @@
-"""Worklists and order lists: scope, live counts, filters, sorting, CSV, htmx, query counts."""
+"""Worklists and order lists: scope, live counts, filters, sorting, htmx, query counts (exports:
+tests/orders/test_exports.py)."""
 
-import csv
-import io
 from datetime import timedelta
 
 import pytest
@@ -151,29 +150,6 @@ def test_deadline_highlight_red_under_48_hours_amber_under_72(client, provider, 
     assert "table-danger" in classes[red.order_no]
     assert "table-warning" in classes[amber.order_no]
     assert not classes[calm.order_no] & {"table-danger", "table-warning"}
-
-
-def test_csv_export_holds_exactly_the_filtered_list(client, provider, merchant_org, merchant2_org, provider_org):
-    wanted = make(merchant_org, provider_org, "to-appraise")
-    filtered_out = make(merchant2_org, provider_org, "to-appraise")
-    other_list = make(merchant_org, provider_org, "to-pack")
-    client.force_login(provider)
-    response = client.get(
-        reverse("orders:worklist", args=["to-appraise"]), {"merchant": merchant_org.code, "export": "csv"}
-    )
-    assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
-    assert [r["order_no"] for r in rows] == [wanted.order_no]
-    assert rows[0]["state"] == "signed_in" and rows[0]["merchant"] == merchant_org.code
-    assert filtered_out.order_no not in str(rows) and other_list.order_no not in str(rows)
-
-
-def test_csv_export_defuses_formulas(client, operator, merchant_org, provider_org):
-    make(merchant_org, provider_org, "to-appraise", item_title='=HYPERLINK("http://x")')
-    client.force_login(operator)
-    response = client.get(reverse("orders:list"), {"export": "csv"})
-    body = b"".join(response.streaming_content).decode("utf-8-sig")
-    assert "'=HYPERLINK" in body
 
 
 def test_htmx_refresh_returns_only_the_results(client, provider, merchant_org, provider_org):
