@@ -105,11 +105,24 @@ def apply_stored(pks, attempts: int = 3) -> int:
 
 
 def on_step(order, event, actor, params):
-    """After a workflow step (one of ``workflow.REACTIONS``): a new order, or
-    a new inbound number or waybill, may be what scans that arrived early were
-    waiting for. Applying one calls ``workflow.perform`` again."""
-    if event.action == Action.CREATE or {"inbound_tracking_no", "waybill_no"} & event.payload["changes"].keys():
+    """After a workflow step (one of ``workflow.REACTIONS``): a new inbound
+    number or waybill may be what scans that arrived early were waiting for.
+    Applying one calls ``workflow.perform`` again."""
+    if {"inbound_tracking_no", "waybill_no"} & event.payload["changes"].keys():
         apply_waiting_scans(order)
+
+
+def on_created(orders, events, actor):
+    """After orders are created (``workflow.CREATION_REACTIONS``): scans that
+    named one of them before it existed apply now, found with one query."""
+    waiting = set(
+        CarrierScan.objects.filter(outcome=ScanOutcome.PENDING, order_no__in=[o.order_no for o in orders])
+        .values_list("order_no", flat=True)
+        .distinct()
+    )
+    for order in orders:
+        if order.order_no in waiting:
+            apply_waiting_scans(order)
 
 
 def apply_waiting_scans(order: Order) -> int:

@@ -12,13 +12,16 @@ one of ``orders.errors`` and writes nothing.
 import datetime
 import functools
 import hashlib
+import operator
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -36,7 +39,8 @@ from orders.choices import (
     VerifyOutcome,
 )
 from orders.events import build_event, snapshot
-from orders.models import FeeCharge, Order, SplitGroup
+from orders.models import FeeCharge, Order, OrderEvent, SplitGroup
+from portal import bulk
 from portal.actors import SYSTEM, Actor
 from portal.choices import OrganisationKind
 from portal.models import Organisation
@@ -173,28 +177,55 @@ def allowed_actions(order: Order, actor: Actor) -> list[str]:
 
 _msg_exists = _("Order %(order_no)s already exists.")
 _msg_invalid_order = _("The order is not valid; see the fields.")
+_msg_not_own_order = _("A merchant creates its own orders only.")
+_msg_not_kind = _("This organisation is not a %(kind)s.")
+
+CENT = Decimal("0.01")
+
+# What an order is created with (SPEC §6.2): the rest the workflow fills in.
+CREATION_FIELDS = (
+    "order_no",
+    "trade_no",
+    "merchant",
+    "provider",
+    "sku",
+    "item_title",
+    "quantity",
+    "amount",
+    "paid_at",
+    "auto_confirm_at",
+    "buyer_name",
+    "buyer_phone",
+    "buyer_address",
+)
 
 
 # --- reactions ------------------------------------------------------------------
 
-# What other parts of the portal do after every step and every creation, in
-# this order and inside the same transaction, so a failing reaction undoes the
-# step. Each entry is a dotted path, resolved on first use: orders' engine
-# names risks here but never imports it at module load. Each is called as
+# What other parts of the portal do after every step, in this order and
+# inside the same transaction, so a failing reaction undoes the step. Each
+# entry is a dotted path, resolved on first use: orders' engine names risks
+# here but never imports it at module load. Each is called as
 # ``reaction(order, event, actor, params)`` with the order as saved, its new
-# ``OrderEvent`` and the cleaned parameters of the step (empty on creation).
+# ``OrderEvent`` and the cleaned parameters of the step.
 # Tests that need one more (say, a pause before commit) replace the tuple with
 # ``monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, fn))``:
 # an entry may also be the callable itself.
 REACTIONS: tuple = (
-    # Carrier scans that arrived before their order or their number apply
-    # now; each applied scan calls ``perform`` again (re-entry).
+    # Carrier scans that arrived before their number apply now; each applied
+    # scan calls ``perform`` again (re-entry).
     "orders.carrier.on_step",
     # A blocked flow or an offline scan opens its risk case, a verification
     # answers or escalates its case (notifying the platform), and live cases
     # whose condition the step removed resolve.
     "risks.reactions.on_step",
 )
+
+# What happens after orders are created (``create_orders``), called once per
+# creation with every new order: ``reaction(orders, events, actor)``. A new
+# order is no risk yet (the sweep judges it from then on); only scans that
+# named its number before it existed are waiting for it.
+CREATION_REACTIONS: tuple = ("orders.carrier.on_created",)
 
 
 @functools.cache
@@ -510,54 +541,241 @@ def charge_fees(steps) -> int:
 # --- creation -------------------------------------------------------------------
 
 
-def create_order(actor: Actor, **fields) -> Order:
-    """Create an order as the platform and write its first event.
+class Creation(NamedTuple):
+    """What ``create_orders`` did with one row: ``order`` created (``created``),
+    or found as the row describes it (not ``created``), or ``error`` refused it."""
 
-    ``fields`` are the §6.2 creation fields with organisations as instances.
-    Raises ``errors.NotAllowed`` for any actor but the platform,
-    ``errors.TradeOfOtherMerchant`` if the trade has orders of another
-    merchant and ``errors.Conflict`` if the order number exists. The
-    ``REACTIONS`` run as after a step, with no parameters: scans that named
-    this order before it existed apply (calling ``perform``).
+    order: Order | None
+    created: bool = False
+    error: errors.WorkflowError | None = None
+
+
+def create_order(actor: Actor, **fields) -> Order:
+    """Create one order (``create_orders`` with one row) and return it.
+
+    Raises what refused it: ``errors.NotAllowed`` for an actor who may not
+    create it, ``errors.InvalidInput``, ``errors.TradeOfOtherMerchant`` if the
+    trade has orders of another merchant and ``errors.Conflict`` if the order
+    number exists (however it was created).
     """
-    if actor.role != PLATFORM:
-        raise errors.NotAllowed(action=A.CREATE.label)
-    order = Order(state=S.AWAITING_SHIPMENT, state_changed_at=fields.get("paid_at") or timezone.now(), **fields)
-    try:
-        order.full_clean(validate_unique=False)
-    except ValidationError as exc:
-        raise errors.InvalidInput(_msg_invalid_order, fields=exc.message_dict) from None
-    try:
-        with transaction.atomic():
-            # The trade's own lock (an empty SKU) as well as the group's: two
-            # orders of one trade for two merchants, created at once with
-            # different SKUs, must not both pass the check below.
-            lock_split_groups([(order.trade_no, order.sku), (order.trade_no, "")])
-            if Order.objects.filter(trade_no=order.trade_no).exclude(merchant_id=order.merchant_id).exists():
-                raise errors.TradeOfOtherMerchant(trade_no=order.trade_no)
-            order.save(force_insert=True)
-            # The log starts from the row as stored (e.g. 100 becomes 100.00).
-            order.refresh_from_db()
-            event = build_event(
-                order,
-                action=A.CREATE,
-                actor=actor,
-                from_state="",
-                changes=snapshot(order),
-                params={},
-                occurred_at=order.paid_at,
+    (result,) = create_orders(actor, [fields])
+    if result.error is not None:
+        raise result.error
+    if not result.created:
+        raise errors.Conflict(_msg_exists, order_no=result.order.order_no)
+    return result.order
+
+
+def create_orders(actor: Actor, rows: list[dict]) -> list[Creation]:
+    """Create the orders ``rows`` describe and write each one's first event,
+    in one transaction; return one ``Creation`` per row, in order.
+
+    Each row holds the §6.2 creation fields with organisations as instances.
+    The platform creates any order, a merchant only its own. Creation is
+    idempotent on the order number: a row naming an order that exists as the
+    row describes it (as it was created; the deadline may have been extended
+    since) is found, not created again; one that differs is refused with
+    ``errors.Conflict``. A refused row (invalid, another merchant's trade, a
+    conflict) never stops the others. Orders of one trade and SKU form a split
+    group, tracked from its second order on. The ``CREATION_REACTIONS`` run
+    with all the new orders at once.
+    """
+    results: list[Creation | None] = [None] * len(rows)
+    candidates = {}  # row index -> unsaved Order
+    for index, fields in enumerate(rows):
+        refusal = _creation_refusal(actor, fields)
+        if refusal is not None:
+            results[index] = Creation(None, error=refusal)
+            continue
+        order = Order(state=S.AWAITING_SHIPMENT, state_changed_at=fields.get("paid_at") or timezone.now(), **fields)
+        try:
+            # The organisations are instances whose kind was checked above;
+            # the table's own constraints hold at insert (the fields' validators
+            # refuse what would break them).
+            order.full_clean(exclude=["merchant", "provider"], validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            results[index] = Creation(None, error=errors.InvalidInput(_msg_invalid_order, fields=exc.message_dict))
+            continue
+        candidates[index] = order
+    for attempt in range(3 if candidates else 0):
+        try:
+            with transaction.atomic():
+                _insert_new(actor, candidates, results)
+            break
+        except _Raced:
+            # An order number created meanwhile by someone else: read again
+            # and judge that row as a repeat.
+            if attempt == 2:
+                raise
+    return results
+
+
+class _Raced(Exception):
+    pass
+
+
+# Every column of the row as built (what a caller gave beyond the creation
+# fields, as tests and the demo do, is kept too).
+_ORDER_COLUMNS = [f.attname for f in Order._meta.concrete_fields if not f.primary_key]
+_EVENT_COLUMNS = [
+    "order_id",
+    "seq",
+    "action",
+    "source",
+    "actor_user_id",
+    "actor_organisation_id",
+    "from_state",
+    "to_state",
+    "payload",
+    "occurred_at",
+    "recorded_at",
+]
+
+
+def _creation_refusal(actor: Actor, fields: dict) -> errors.WorkflowError | None:
+    merchant, provider = fields.get("merchant"), fields.get("provider")
+    if actor.role == MERCHANT:
+        if merchant is None or merchant.pk != actor.organisation.pk:
+            return errors.NotAllowed(_msg_not_own_order)
+    elif actor.role != PLATFORM:
+        return errors.NotAllowed(action=A.CREATE.label)
+    if merchant is None or merchant.kind != MERCHANT:
+        return errors.InvalidInput(_msg_not_kind, field="merchant", kind=OrganisationKind.MERCHANT.label)
+    if provider is None or provider.kind != PROVIDER:
+        return errors.InvalidInput(_msg_not_kind, field="provider", kind=OrganisationKind.PROVIDER.label)
+    return None
+
+
+def _insert_new(actor: Actor, candidates: dict, results: list) -> None:
+    """Inside the transaction: judge the candidates against what is stored,
+    insert the new orders and their events, track their split groups."""
+    orders = list(candidates.values())
+    # The trades' own locks (an empty SKU) as well as the groups': two orders
+    # of one trade for two merchants, created at once with different SKUs,
+    # must not both pass the trade check below.
+    lock_split_groups({(o.trade_no, o.sku) for o in orders} | {(o.trade_no, "") for o in orders})
+    stored = {
+        event.order.order_no: event
+        for event in OrderEvent.objects.filter(
+            order__order_no__in={o.order_no for o in orders}, action=A.CREATE
+        ).select_related("order", "order__merchant", "order__provider")
+    }
+    merchants_of_trade: dict[str, set] = {}
+    trades = Order.objects.filter(trade_no__in={o.trade_no for o in orders})
+    for trade_no, merchant_id in trades.values_list("trade_no", "merchant_id").distinct():
+        merchants_of_trade.setdefault(trade_no, set()).add(merchant_id)
+    new: dict[int, Order] = {}
+    claimed: dict[str, Order] = {}  # order number -> the row of this call that takes it
+    for index, order in candidates.items():
+        first = stored.get(order.order_no)
+        if first is not None:
+            found = first.order
+            results[index] = (
+                Creation(found)
+                if same_creation(first.payload["changes"], order)
+                else Creation(None, error=errors.Conflict(_msg_exists, order_no=order.order_no))
             )
-            event.save()
-            if Order.objects.split_group(order.trade_no, order.sku).exclude(pk=order.pk).exists():
-                # A second order of the same trade and SKU: the group is tracked from now on.
-                group, _created = SplitGroup.objects.get_or_create(trade_no=order.trade_no, sku=order.sku)
-                if group.closed_at is not None:
-                    SplitGroup.objects.filter(pk=group.pk).update(closed_at=None)
-            _react(order, event, actor, {})
-    except IntegrityError:
-        raise errors.Conflict(_msg_exists, order_no=order.order_no) from None
-    order.refresh_from_db()
-    return order
+            continue
+        if order.order_no in claimed:
+            twin = claimed[order.order_no]
+            results[index] = (
+                Creation(twin)
+                if same_creation(snapshot(twin), order)
+                else Creation(None, error=errors.Conflict(_msg_exists, order_no=order.order_no))
+            )
+            continue
+        merchants = merchants_of_trade.setdefault(order.trade_no, set())
+        if merchants - {order.merchant_id}:
+            results[index] = Creation(None, error=errors.TradeOfOtherMerchant(trade_no=order.trade_no))
+            continue
+        merchants.add(order.merchant_id)
+        claimed[order.order_no] = order
+        new[index] = order
+    if not new:
+        return
+    now = timezone.now()
+    for order in new.values():
+        # The log starts from the row as stored: 100 is kept as 100.00.
+        order.amount = Decimal(order.amount).quantize(CENT)
+        order.created_at = now
+    # ``COPY`` on PostgreSQL (``portal.bulk``): building and adapting a model
+    # instance per row would cost more than the database's own work.
+    numbered = dict(
+        bulk.insert(
+            Order,
+            _ORDER_COLUMNS,
+            ([getattr(order, name) for name in _ORDER_COLUMNS] for order in new.values()),
+            returning=("order_no", "id"),
+        )
+    )
+    if len(numbered) < len(new):
+        raise _Raced  # an order number committed meanwhile by someone else
+    for order in new.values():
+        order.pk = numbered[order.order_no]
+        order._state.adding, order._state.db = False, connection.alias
+    events = [
+        build_event(
+            order,
+            action=A.CREATE,
+            actor=actor,
+            from_state="",
+            changes=snapshot(order),
+            params={},
+            occurred_at=order.paid_at,
+        )
+        for order in new.values()
+    ]
+    for event in events:
+        event.recorded_at = now
+    ids = dict(
+        bulk.insert(
+            OrderEvent,
+            _EVENT_COLUMNS,
+            ([getattr(event, name) for name in _EVENT_COLUMNS] for event in events),
+            returning=("order", "id"),
+        )
+    )
+    for event in events:
+        event.pk = ids[event.order_id]
+        event._state.adding, event._state.db = False, connection.alias
+    for index, order in new.items():
+        results[index] = Creation(order, created=True)
+    _track_split_groups({(o.trade_no, o.sku) for o in new.values()})
+    created = list(new.values())
+    for reaction in _resolve(CREATION_REACTIONS):
+        reaction(created, events, actor)
+
+
+def _track_split_groups(keys) -> None:
+    """Track (or open again) the split groups among ``keys`` that now hold
+    more than one order."""
+    trades = {trade_no for trade_no, _sku in keys}
+    grouped = {
+        (row["trade_no"], row["sku"])
+        for row in Order.objects.filter(trade_no__in=trades)
+        .values("trade_no", "sku")
+        .annotate(orders=Count("id"))
+        .filter(orders__gt=1)
+    } & set(keys)
+    if not grouped:
+        return
+    SplitGroup.objects.bulk_create(
+        [SplitGroup(trade_no=trade_no, sku=sku) for trade_no, sku in sorted(grouped)], ignore_conflicts=True
+    )
+    reopen = functools.reduce(operator.or_, (Q(trade_no=t, sku=s) for t, s in grouped))
+    SplitGroup.objects.filter(reopen, closed_at__isnull=False).update(closed_at=None)
+
+
+def same_creation(changes: dict, order: Order) -> bool:
+    """Whether the unsaved ``order`` describes the order whose creation event
+    recorded ``changes``: every creation field alike (compared as stored, so
+    100 and 100.00 are one amount)."""
+    for name in CREATION_FIELDS:
+        field = Order._meta.get_field(name)
+        recorded = changes.get(field.attname, "")
+        if field.to_python(getattr(order, field.attname)) != (None if recorded is None else field.to_python(recorded)):
+            return False
+    return True
 
 
 def lock_split_groups(groups) -> None:

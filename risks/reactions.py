@@ -42,10 +42,9 @@ def on_step(order, event, actor, params):
         sweep.open_hits(rule, hits, now)
     elif event.action == Action.VERIFY_PENDING:
         _verified(order, actor, params)
-    if event.action != Action.CREATE:
-        # A verification answers (or escalates) its case itself: it is the
-        # person's answer, not a condition that went away.
-        _resolve_cleared(order, keep={Rule.PENDING_SIGN_IN} if event.action == Action.VERIFY_PENDING else set())
+    # A verification answers (or escalates) its case itself: it is the
+    # person's answer, not a condition that went away.
+    _resolve_cleared(order, keep={Rule.PENDING_SIGN_IN} if event.action == Action.VERIFY_PENDING else set())
 
 
 def _live(order, rule):

@@ -1,6 +1,5 @@
 import hashlib
 import hmac
-from datetime import datetime
 
 from django.db import OperationalError, transaction
 from django.shortcuts import get_object_or_404
@@ -242,17 +241,10 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
 
 def _same_creation(order, data) -> bool:
-    """Whether ``data`` describes ``order`` as it was created. Everything but
-    the deadline is fixed at creation; the deadline is read from the first event
-    (an operator may have extended it since)."""
-    first = order.events.order_by("seq").first()
-    created_deadline = datetime.fromisoformat(first.payload["changes"]["auto_confirm_at"])
-    for name in s.OrderCreateSerializer().fields:
-        proposed = data.get(name, "")
-        current = created_deadline if name == "auto_confirm_at" else getattr(order, name)
-        if current != proposed:
-            return False
-    return True
+    """Whether ``data`` describes ``order`` as it was created (the deadline as
+    first given: an operator may have extended it since)."""
+    first = order.events.filter(action=Action.CREATE).first()
+    return workflow.same_creation(first.payload["changes"], Order(**data))
 
 
 @extend_schema(

@@ -87,7 +87,7 @@ def test_two_orders_of_one_trade_and_sku_created_at_once_form_a_split_group(
     new_order(merchant_org, provider_org)  # the platform organisation exists before the threads start
     # Each creation lingers before its commit, so without a lock both would
     # look for the other before either is visible.
-    monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, lambda *args: time.sleep(0.3)))
+    monkeypatch.setattr(workflow, "CREATION_REACTIONS", (*workflow.CREATION_REACTIONS, lambda *args: time.sleep(0.3)))
 
     def create():
         return lambda: new_order(merchant_org, provider_org, trade_no="T-TWIN", sku="S")
