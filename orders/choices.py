@@ -161,3 +161,10 @@ def describe_parameters(params: dict) -> list[tuple[str, str]]:
             value = choices(value).label
         described.append((str(label), str(value)))
     return described
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", _("Waiting to start")
+    RUNNING = "running", _("Importing")
+    DONE = "done", _("Finished")
+    FAILED = "failed", _("Failed")

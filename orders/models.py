@@ -15,6 +15,7 @@ from orders.choices import (
     AppraisalResult,
     BlockedStage,
     FeeKind,
+    ImportStatus,
     OrderState,
     ScanOutcome,
     ScanStatus,
@@ -519,3 +520,102 @@ class DuplicateFeeTally(models.Model):
 
     def __str__(self):
         return f"{self.viewer_id or 'platform'} {self.day}: {self.amount}"
+
+
+class ImportJobQuerySet(ScopedQuerySet):
+    def visible_to_organisation(self, org):
+        """An organisation's own imports only (a merchant's, or the platform's)."""
+        if not org.is_active:
+            return self.none()
+        return self.filter(organisation=org)
+
+
+class ImportJob(models.Model):
+    """One spreadsheet of orders being imported (``orders.imports``).
+
+    The file is kept here, so any worker can run the import and any web
+    process can show its progress. Rows are imported in batches, each
+    committed with the counters below, so a worker that dies mid-import
+    leaves a job another worker resumes at ``done`` without losing or
+    repeating a row.
+    """
+
+    organisation = models.ForeignKey(
+        "portal.Organisation", verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("imported by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    file_name = models.CharField(_("file"), max_length=255)
+    file_format = models.CharField(_("format"), max_length=8)
+    # The file's column headings as it gives them (for the refused-rows file).
+    headings = models.JSONField(_("column headings"), default=list)
+    content = models.BinaryField(_("content"))  # the file as uploaded, compressed with zlib
+    # Refusals are written in the language of the person who imported.
+    language = models.CharField(_("language"), max_length=16)
+    status = models.CharField(_("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    total = models.PositiveIntegerField(_("rows"), default=0)
+    done = models.PositiveIntegerField(_("rows done"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    refused = models.PositiveIntegerField(_("refused"), default=0)
+    # Why the whole file stopped, when it did (in ``language``).
+    failure = models.TextField(_("why it failed"), blank=True)
+    # How many times a worker took over a job another left unfinished.
+    resumed = models.PositiveIntegerField(_("resumed"), default=0)
+    lease = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = ImportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("order import")
+        verbose_name_plural = _("order imports")
+        indexes = [
+            models.Index(fields=["organisation", "-created_at"], name="import_job_recent"),
+            models.Index(
+                fields=["heartbeat_at"], condition=Q(status__in=["queued", "running"]), name="import_job_unfinished"
+            ),
+        ]
+
+    def __str__(self):
+        return self.file_name
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ImportStatus.DONE, ImportStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == ImportStatus.DONE:
+            return 100
+        return min(100, self.done * 100 // self.total) if self.total else 0
+
+
+class ImportRefusal(models.Model):
+    """A row of an import that was not imported, with why, and its cells as
+    the file gave them (to hand back as a file to fix and import again)."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="refusals")
+    row = models.PositiveIntegerField(_("row"))
+    column = models.CharField(_("column"), max_length=255, blank=True)
+    reason = models.TextField(_("reason"))
+    cells = models.JSONField(_("cells"), default=list)
+
+    class Meta:
+        ordering = ["job", "row"]
+        verbose_name = _("refused row")
+        verbose_name_plural = _("refused rows")
+        constraints = [models.UniqueConstraint(fields=["job", "row"], name="import_refusal_once")]
+
+    def __str__(self):
+        return f"{self.job_id} row {self.row}"

@@ -16,3 +16,4 @@ class EventSource(models.TextChoices):
     CARRIER = "carrier", _("Carrier")
     PLATFORM = "platform", _("Platform")
     SWEEP = "sweep", _("Sweep")
+    IMPORT = "import", _("File import")

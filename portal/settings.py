@@ -175,6 +175,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "portal"
+# Task modules besides each app's ``tasks`` (found by autodiscovery).
+CELERY_IMPORTS = ["orders.imports"]
 # Work that must happen on time never waits behind mail: a hung mail server
 # ties up only the `mail` worker. The Procfile runs one worker for the
 # deadlines, the sweep and the rest, and one for mail (docs/deploy.md).
@@ -203,6 +205,15 @@ PENDING_SCAN_RETRY_SECONDS = env_int("PENDING_SCAN_RETRY_SECONDS", 300, minimum=
 STAGE_DURATIONS_SECONDS = env_int("STAGE_DURATIONS_SECONDS", 900, minimum=10)
 # How often the dashboard's tallies of open orders and duplicate fees are counted again.
 DASHBOARD_TALLY_SECONDS = env_int("DASHBOARD_TALLY_SECONDS", 60, minimum=10)
+# Order imports (orders.imports): the largest file and the most rows one
+# takes, and how long a running import may go without a heartbeat before
+# beat hands it to another worker (a batch takes well under a second).
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 32 * 1024 * 1024, minimum=1024)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 200_000, minimum=1)
+IMPORT_STALL_SECONDS = env_int("IMPORT_STALL_SECONDS", 60, minimum=1)
+IMPORT_ENQUEUE = env_bool("IMPORT_ENQUEUE", True)
+# Rows imported (and committed with the job's progress) at a time.
+IMPORT_BATCH_ROWS = env_int("IMPORT_BATCH_ROWS", 2000, minimum=1)
 ESCALATION_FIRST_RESPONSE_HOURS = env_int("ESCALATION_FIRST_RESPONSE_HOURS", 4, minimum=1)
 ESCALATION_REMINDER_HOURS = env_int("ESCALATION_REMINDER_HOURS", 4, minimum=1)
 # Notifications: how long a claimed email may be in flight before another
@@ -250,6 +261,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.tasks.refresh_stage_durations",
         "schedule": float(STAGE_DURATIONS_SECONDS),
         "options": {"expires": float(STAGE_DURATIONS_SECONDS)},
+    },
+    "resume-stalled-imports": {
+        "task": "orders.imports.resume_stalled",
+        "schedule": float(IMPORT_STALL_SECONDS),
+        "options": {"expires": float(IMPORT_STALL_SECONDS)},
     },
     "refresh-dashboard-tallies": {
         "task": "portal.tasks.refresh_dashboard_tallies",

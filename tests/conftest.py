@@ -187,6 +187,7 @@ def no_broker_in_unit_tests(settings):
     """Unit tests send notifications by calling delivery directly; only the
     integration tests that run a worker put messages on the broker."""
     settings.NOTIFY_ENQUEUE = False
+    settings.IMPORT_ENQUEUE = False
 
 
 @pytest.fixture(scope="session", autouse=True)

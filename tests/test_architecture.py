@@ -37,6 +37,8 @@ SCREEN_MODULES = (
     "orders.forms",
     "orders.stations",
     "orders.urls",
+    "orders.imports",
+    "orders.management",
     "risks.views",
     "risks.api",
     "risks.tables",

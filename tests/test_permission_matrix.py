@@ -38,6 +38,11 @@ EXPECTATIONS = {
     # Providers and the platform print labels (here none are ticked); a merchant never does.
     "orders:labels": ("get", lambda o: {}, PROVIDERS | {"operator"}, 200),
     "api-keys": ("get", lambda o: {}, set(PERSONAS), 200),
+    # Merchants (their own orders) and the platform import; an import is its organisation's.
+    "orders:import": ("get", lambda o: {}, {"merchant", "merchant2", "operator"}, 200),
+    "orders:import-sample": ("get", lambda o: {"file_format": "csv"}, {"merchant", "merchant2", "operator"}, 200),
+    "orders:import-job": ("get", lambda o: {"pk": o.import_job.pk}, {"merchant"}, 200),
+    "orders:import-refused": ("get", lambda o: {"pk": o.import_job.pk}, {"merchant"}, 200),
     "risks:cases": ("get", lambda o: {}, set(PERSONAS), 200),
     "risks:case": ("get", lambda o: {"pk": o.case.pk}, IN_SCOPE_OF_ORDER, 200),
     # Only the case's owner (the provider) and the platform may act on it.
@@ -181,6 +186,13 @@ def answered(response, expected) -> bool:
     return response.status_code in expected if isinstance(expected, tuple) else response.status_code == expected
 
 
+def import_job_of(person):
+    from orders import imports
+    from tests.orders.test_imports import as_csv, rows
+
+    return imports.start(as_csv(rows(1)), "orders.csv", user=person)
+
+
 def test_every_url_has_its_expectations_written_down():
     assert our_url_names() == set(EXPECTATIONS)
 
@@ -190,6 +202,7 @@ def test_url_as_every_persona(client, api, personas, keys, merchant_org, provide
     order = advance(new_order(merchant_org, provider_org), OrderState.ARRIVED)
     order.case, order.escalation = case_and_escalation(order)
     order.notification = notification_for(personas["provider"])
+    order.import_job = import_job_of(personas["merchant"])
     method, kwargs, in_scope, status, *anonymous = EXPECTATIONS[name]
     url = reverse(name, kwargs=kwargs(order))
     is_api = name.startswith(("api:", "risks-api:"))

@@ -17,7 +17,7 @@ from portal.models import CarrierIntegration
 from portal.paging import MAX_PAGE
 from portal.parsers import MAX_JSON_DEPTH
 from tests.factories import advance, new_order, order_body
-from tests.test_permission_matrix import EXPECTATIONS, case_and_escalation, notification_for
+from tests.test_permission_matrix import EXPECTATIONS, case_and_escalation, import_job_of, notification_for
 
 SECRET = "carrier-secret-for-hostile-tests"
 NESTED = ("[" * 950 + "]" * 950).encode()  # the 1.9 KB body of the drill
@@ -63,6 +63,7 @@ def routes(order, personas):
     """Every named route with its method and address: with real objects where the
     permission matrix knows how to build them, with sample values otherwise."""
     order.notification = notification_for(personas["provider"])
+    order.import_job = import_job_of(personas["merchant"])
     built = []
     for name, converters in every_route():
         if name in EXPECTATIONS:

@@ -26,6 +26,7 @@ INTERVALS = {
     "beat-heartbeat": ("portal.tasks.record_beat_heartbeat", "BEAT_HEARTBEAT_SECONDS"),
     "refresh-stage-durations": ("orders.tasks.refresh_stage_durations", "STAGE_DURATIONS_SECONDS"),
     "refresh-dashboard-tallies": ("portal.tasks.refresh_dashboard_tallies", "DASHBOARD_TALLY_SECONDS"),
+    "resume-stalled-imports": ("orders.imports.resume_stalled", "IMPORT_STALL_SECONDS"),
 }
 DIGEST = ("daily-digest", "portal.tasks.send_daily_digest")
 
