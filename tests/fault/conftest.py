@@ -15,6 +15,7 @@ import time
 import pytest
 from celery import current_app
 from django.conf import settings as django_settings
+from kombu import pools
 
 from tests.conftest import unavailable
 
@@ -125,8 +126,11 @@ def portal_on(own_redis, settings):
 
 
 def _drop_broker_connections(app):
-    # Pools made for one broker URL must not serve the next.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Pools made for one broker URL must not serve the next. The app's pool
+    # is kombu's shared one for its URL: closing it alone would leave that
+    # closed pool registered, and the next test sending through the suite's
+    # own broker would be handed it ("Acquire on closed pool"). Empty the
+    # registry too, so each URL gets a fresh pool.
+    pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
