@@ -90,6 +90,17 @@
     showSelection();
   });
   document.addEventListener("htmx:afterSettle", restoreSelection);
+  // A click on the bulk bar must land on the button it aimed at, not on one
+  // the list's periodic refresh is replacing: the refresh waits while the
+  // pointer or the keyboard is on the bar (a filter change still refreshes).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var list = event.detail.elt;
+    if (list.id !== "results") { return; }
+    var bar = list.querySelector(".bulk-bar");
+    if (bar && (bar.matches(":hover") || bar.contains(document.activeElement))) {
+      event.preventDefault();
+    }
+  });
   // The browser may restore ticks on "back"; start from what is on screen.
   rowBoxes().forEach(remember);
   showSelection();
