@@ -21,11 +21,14 @@ from portal.choices import EventSource
 pytestmark = pytest.mark.django_db
 
 HEADINGS = list(imports.REQUIRED)
+# One payment time for every row any test builds, so the same rows built
+# twice are the same rows (a clock read per call could cross a second).
+PAID = timezone.localtime().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 
 
 def rows(count=5, start=1, **overrides):
     """``count`` rows of the conftest organisations, as a spreadsheet holds them."""
-    paid = timezone.localtime().replace(microsecond=0) - timedelta(hours=2)
+    paid = PAID
     made = []
     for n in range(start, start + count):
         row = {
