@@ -385,15 +385,17 @@ class CarrierScan(models.Model):
 
 
 class StageDuration(models.Model):
-    """How long a provider takes over one stage of the online flow: the median
-    and the 90th percentile of the time its orders spent in ``stage`` (a state)
-    before moving on along the flow, over the orders that left it during the
-    ``window`` before ``computed_at``.
+    """How long one stage of the online flow takes: the median and the 90th
+    percentile of the time orders spent in ``stage`` (a state) before moving
+    on along the flow, over the orders that left it during the ``window``
+    before ``computed_at``. Per provider; with ``provider`` empty, over all
+    providers (the figure a provider with too few samples is forecast by);
+    with ``carrier`` set, the journey to the buyer by that carrier.
 
     Derived from the order events and replaced as a whole by
-    ``orders.durations.refresh``; one row per provider and stage with at least
-    one sample. The dashboard's provider scorecard reads it instead of the
-    event log.
+    ``orders.durations.refresh``; one row per group with at least one sample.
+    The dashboard's provider scorecard and the forecasts (``orders.forecast``)
+    read it instead of the event log.
     """
 
     provider = models.ForeignKey(
@@ -402,7 +404,10 @@ class StageDuration(models.Model):
         on_delete=models.CASCADE,
         related_name="stage_durations",
         limit_choices_to={"kind": OrganisationKind.PROVIDER},
+        null=True,
+        blank=True,
     )
+    carrier = models.CharField(_("carrier"), max_length=64, blank=True, default="")
     stage = models.CharField(_("stage"), max_length=24, choices=OrderState.choices)
     median = models.DurationField(_("median"))
     p90 = models.DurationField(_("90th percentile"))
@@ -411,13 +416,20 @@ class StageDuration(models.Model):
     computed_at = models.DateTimeField(_("computed at"))
 
     class Meta:
-        ordering = ["provider", "stage"]
+        ordering = ["provider", "carrier", "stage"]
         verbose_name = _("stage duration")
         verbose_name_plural = _("stage durations")
-        constraints = [models.UniqueConstraint(fields=["provider", "stage"], name="stage_duration_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "stage"], condition=Q(provider__isnull=False), name="stage_duration_once"
+            ),
+            models.UniqueConstraint(
+                fields=["carrier", "stage"], condition=Q(provider__isnull=True), name="stage_duration_pooled_once"
+            ),
+        ]
 
     def __str__(self):
-        return f"{self.provider_id} {self.stage}: {self.median} / {self.p90}"
+        return f"{self.provider_id or self.carrier or '*'} {self.stage}: {self.median} / {self.p90}"
 
 
 class OpenOrderTally(models.Model):

@@ -47,7 +47,7 @@ from django.utils.translation import gettext as _
 
 from orders import tallies
 from orders.choices import DEADLINE_AT_RISK_HOURS, FLOW_ORDER, Action, OrderState
-from orders.durations import STAGE_ENDS, STAGES, WINDOW
+from orders.durations import PROVIDER_STAGES, STAGE_ENDS, WINDOW
 from orders.filtersets import AT_RISK_BANDS, AT_RISK_STATES, LOOKBACK_DAYS, deadline_band_q, lookback_start
 from orders.models import DuplicateFeeTally, OpenOrderTally, Order, StageDuration
 from portal.choices import OrganisationKind
@@ -583,7 +583,7 @@ def scorecard(board) -> Chart:
         Series("losses", _("Auto-refunded orders"), COUNT, [lost[pk] for pk in ids], loss_links, False),
         Series("lost", _("Auto-refunded"), MONEY, [lost_money[pk] for pk in ids], loss_links, False),
     ]
-    for stage in STAGES:
+    for stage in PROVIDER_STAGES:
         step = Action(STAGE_ENDS[stage]).label
         medians = [times[pk, stage].median if (pk, stage) in times else None for pk in ids]
         p90s = [times[pk, stage].p90 if (pk, stage) in times else None for pk in ids]

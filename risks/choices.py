@@ -12,6 +12,7 @@ class Rule(models.TextChoices):
     UNCONFIRMABLE_SPLIT_ORDER = "unconfirmable_split_order", _("Split order that can never be confirmed")
     STALLED = "stalled", _("Stalled")
     DEADLINE_AT_RISK = "deadline_at_risk", _("Deadline at risk")
+    FORECAST_MISS = "forecast_miss", _("Forecast to miss the deadline")
 
 
 # Rules about a whole split group: their case belongs to every order of the

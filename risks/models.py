@@ -50,6 +50,17 @@ class RiskSettings(models.Model):
     sla_packed_hours = _hours(_("SLA packed (provider)"), 12)
     sla_waybill_printed_hours = _hours(_("SLA waybill printed (provider)"), 24)
     sla_outbound_hours = _hours(_("SLA picked up, in transit (platform)"), 120)
+    forecast_margin_hours = models.PositiveIntegerField(
+        _("forecast miss: hours of margin before the deadline"),
+        default=0,
+        help_text=_("An order is forecast to miss when its expected delivery is later than its deadline less this."),
+    )
+    forecast_min_samples = models.PositiveIntegerField(
+        _("forecast: orders a provider's stage needs before its own figure is used"),
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text=_("With fewer, the stage is forecast by all providers' figure."),
+    )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
@@ -499,3 +510,29 @@ class EscalationEntry(models.Model):
     def typed_text(self) -> str:
         """What a person wrote with this line, shown as written."""
         return self.body if self.kind in TYPED_KINDS else ""
+
+
+class ReplayRun(models.Model):
+    """One replay of the risk rules over recorded history (``risks.replay``):
+    the period, the thresholds changed from those in force, and what it
+    found. Written once when the replay finishes; the platform's page shows
+    the latest."""
+
+    period_start = models.DateTimeField(_("from"))
+    period_end = models.DateTimeField(_("to"))
+    # The thresholds that differed from ``RiskSettings`` (empty: those in force).
+    thresholds = models.JSONField(_("thresholds changed"), default=dict, blank=True)
+    orders = models.PositiveIntegerField(_("orders replayed"))
+    hours = models.PositiveIntegerField(_("hours replayed"))
+    seconds = models.FloatField(_("took (seconds)"))
+    # ``risks.replay.Report.as_json``: per rule, per loss, the headline.
+    report = models.JSONField(_("findings"))
+    finished_at = models.DateTimeField(_("finished at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-finished_at", "-pk"]
+        verbose_name = _("replay of the risk rules")
+        verbose_name_plural = _("replays of the risk rules")
+
+    def __str__(self):
+        return f"{self.period_start:%Y-%m-%d} – {self.period_end:%Y-%m-%d}"

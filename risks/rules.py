@@ -25,9 +25,10 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
+from orders.forecast import FORECAST_STATES, Forecaster
 from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent
 from portal.choices import OrganisationKind
-from portal.models import Organisation
+from portal.models import NotificationKind, Organisation
 from risks.choices import GROUP_RULES, EscalationCategory, Rule, Severity
 
 S = OrderState
@@ -71,12 +72,21 @@ class RuleSpec:
     # Evidence that changes means a new case, not the old one carried on: an
     # order stalled in a new state is a new problem.
     restart_on_new_evidence: bool = False
+    # The sides of the order ("merchant", "provider") told of a new case
+    # besides its owner, and what they are sent.
+    tells: tuple[str, ...] = ()
+    tells_with: str = NotificationKind.CASE_OPENED
 
     @property
     def group(self) -> bool:
         """Whether the rule is about a whole split group (``GROUP_RULES``): its
         case belongs to every order of the group."""
         return self.code in GROUP_RULES
+
+    def told(self, merchant_id, provider_id) -> list:
+        """The organisations told of a new case about an order of that merchant and provider."""
+        sides = {MERCHANT: merchant_id, PROVIDER: provider_id}
+        return [sides[side] for side in self.tells if sides[side] is not None]
 
     def owner_of(self, state=None) -> str:
         """The kind of organisation that owns a case about an order in ``state``."""
@@ -133,6 +143,13 @@ class Context:
                 margin = self._answers["margin"] = timedelta(hours=self.cfg.escalate_overdue_after_hours + 6)
             due = max(self.now, min(due, deadline - margin))
         return due
+
+    def forecaster(self) -> Forecaster:
+        """The stage durations as forecasts read them, loaded once per sweep."""
+        found = self._answers.get("forecaster")
+        if found is None:
+            found = self._answers["forecaster"] = Forecaster.load(self.cfg.forecast_min_samples)
+        return found
 
     def group_details(self, size, choice) -> dict:
         """A group case's details, one dict for every group of that size and
@@ -576,6 +593,45 @@ def deadline_at_risk(ctx, orders=None) -> list[Hit]:
     ]
 
 
+def forecast_miss(ctx, orders=None) -> list[Hit]:
+    """Orders signed for whose expected delivery (``orders.forecast``: what is
+    left of the provider's stages and the journey, at their 90th
+    percentiles) is later than the deadline less the margin. Seen the day an
+    order is signed in on a slow provider, before any stage overruns its SLA;
+    the case resolves when the forecast recovers (a stage done fast, the
+    deadline extended)."""
+    forecaster = ctx.forecaster()
+    longest = forecaster.longest()
+    if longest is None:
+        return []
+    margin = timedelta(hours=ctx.cfg.forecast_margin_hours)
+    # Only an order whose deadline is nearer than the longest forecast can be
+    # late: the rest are not read.
+    rows = _base(orders).filter(state__in=FORECAST_STATES, auto_confirm_at__lt=ctx.now + longest + margin)
+    hits = []
+    for r in _order_rows(rows, since="state_changed_at"):
+        forecast = forecaster.forecast(
+            provider_id=r["provider_id"], state=r["state"], since=r["since"], deadline=r["deadline"], now=ctx.now
+        )
+        if forecast is None or forecast.expected_at <= r["deadline"] - margin:
+            continue
+        hits.append(
+            _order_hit(
+                ctx,
+                Rule.FORECAST_MISS,
+                r,
+                fingerprint=r["deadline"].isoformat(),
+                details={
+                    "state": r["state"],
+                    "deadline": r["deadline"].isoformat(),
+                    "expected_at": forecast.expected_at.isoformat(),
+                    "own": forecast.own,
+                },
+            )
+        )
+    return hits
+
+
 def _one_per_code(*specs) -> Mapping:
     """The declarations by code, in the order given (the order the sweep runs
     them). A rule declared twice, or not at all, is refused at import."""
@@ -681,6 +737,21 @@ RULES = _one_per_code(
         ),
     ),
     RuleSpec(
+        code=Rule.FORECAST_MISS,
+        evaluate=forecast_miss,
+        owner=PROVIDER,
+        severity=Severity.HIGH,
+        response_hours=12,
+        category=EscalationCategory.DEADLINE,
+        thresholds=("forecast_margin_hours", "forecast_min_samples"),
+        tells=(MERCHANT,),
+        instructions=_(
+            "At this provider's usual pace the order reaches the buyer after its automatic confirmation deadline, "
+            "and is then refunded. Speed it through the remaining steps, or ask the platform to extend the "
+            "deadline. The case closes by itself once the forecast is back before the deadline."
+        ),
+    ),
+    RuleSpec(
         code=Rule.STALLED,
         evaluate=stalled,
         owner=MappingProxyType(
@@ -720,6 +791,8 @@ RULES = _one_per_code(
         response_hours=6,
         category=EscalationCategory.DEADLINE,
         thresholds=("deadline_at_risk_hours",),
+        tells=(MERCHANT, PROVIDER),
+        tells_with=NotificationKind.DEADLINE_AT_RISK,
         instructions=_(
             "The automatic confirmation deadline is close and the order is not delivered. Finish the flow, or "
             "have an operator extend the deadline, or the money shown is lost."

@@ -39,6 +39,7 @@ from django.utils.translation import gettext_noop
 from orders import workflow
 from orders.models import Order, SplitGroup
 from portal import bulk, notify
+from portal.choices import OrganisationKind
 from portal.models import NotificationKind
 from risks import cases, escalations, rules
 from risks.choices import LIVE_STATUSES, CaseEventKind, CaseStatus, Resolution, Rule
@@ -153,7 +154,11 @@ def summary_link(kind, recipient, at) -> str:
     for ``recipient``: the cases it opened (or escalated) at ``at``, the
     person's organisation's own or, for deadlines, its orders'; for reminders
     the escalations still waiting for a first response."""
-    if kind == NotificationKind.CASE_OPENED_SUMMARY:
+    if kind == NotificationKind.CASE_OPENED_SUMMARY and recipient.organisation.kind == OrganisationKind.MERCHANT:
+        # A merchant is also told of cases others own about its orders
+        # (``RuleSpec.tells``): the cases opened then on its orders.
+        query = {"opened": at, "status": ""}
+    elif kind == NotificationKind.CASE_OPENED_SUMMARY:
         query = {"owner": recipient.organisation.code, "opened": at, "status": ""}
     elif kind == NotificationKind.DEADLINE_AT_RISK_SUMMARY:
         query = {"rule": Rule.DEADLINE_AT_RISK, "opened": at, "status": ""}
@@ -339,11 +344,8 @@ def _announce(case_ids, now, hits):
             "order__provider_id",
         )
     )
-    people = notify.users_of(
-        {r["owner_id"] for r in rows}
-        | {r["order__merchant_id"] for r in rows if r["rule"] == Rule.DEADLINE_AT_RISK}
-        | {r["order__provider_id"] for r in rows if r["rule"] == Rule.DEADLINE_AT_RISK}
-    )
+    told = {r["pk"]: rules.RULES[r["rule"]].told(r["order__merchant_id"], r["order__provider_id"]) for r in rows}
+    people = notify.users_of({r["owner_id"] for r in rows} | {org for orgs in told.values() for org in orgs})
     items = []
     for r in rows:
         context = {
@@ -358,10 +360,11 @@ def _announce(case_ids, now, hits):
         items.append(
             (NotificationKind.CASE_OPENED, r["pk"], people.get(r["owner_id"], []), context, link, r["severity"])
         )
-        if r["rule"] == Rule.DEADLINE_AT_RISK:
-            both = people.get(r["order__merchant_id"], []) + people.get(r["order__provider_id"], [])
-            deadline = {**context, "deadline": r["order__auto_confirm_at"].isoformat(), "state": r["order__state"]}
-            items.append((NotificationKind.DEADLINE_AT_RISK, r["pk"], both, deadline, link, r["severity"]))
+        if told[r["pk"]]:
+            kind = rules.RULES[r["rule"]].tells_with
+            both = [person for org in told[r["pk"]] for person in people.get(org, [])]
+            about = {**context, "deadline": r["order__auto_confirm_at"].isoformat(), "state": r["order__state"]}
+            items.append((kind, r["pk"], both, about, link, r["severity"]))
     notify.announce_many(items, now=now)
 
 
@@ -370,9 +373,9 @@ def _count_in(gathering, hits):
     nothing is read back. The merchant and provider of an order whose
     deadline is at risk come with its hit; an order's are looked up only
     when its hit lacks them."""
-    at_risk = [hit for hit in hits if hit.rule == Rule.DEADLINE_AT_RISK]
-    sides = {hit.order_id: (hit.merchant_id, hit.provider_id) for hit in at_risk if hit.merchant_id is not None}
-    unknown = {hit.order_id for hit in at_risk} - sides.keys()
+    telling = [hit for hit in hits if rules.RULES[hit.rule].tells]
+    sides = {hit.order_id: (hit.merchant_id, hit.provider_id) for hit in telling if hit.merchant_id is not None}
+    unknown = {hit.order_id for hit in telling} - sides.keys()
     if unknown:
         rows = Order.objects.filter(pk__in=bulk.among(unknown)).values_list("pk", "merchant_id", "provider_id")
         sides.update({pk: (merchant, provider) for pk, merchant, provider in rows})
@@ -381,18 +384,17 @@ def _count_in(gathering, hits):
     for hit in hits:
         owned[(hit.rule, hit.severity, hit.owner_id)] += 1
         money[(hit.rule, hit.severity, hit.owner_id)] += hit.money_at_risk
-        for organisation in sides.get(hit.order_id, ()) if hit.rule == Rule.DEADLINE_AT_RISK else ():
-            told[(hit.severity, organisation)] += 1
-            money[(hit.severity, organisation)] += hit.money_at_risk
-    people = gathering.people_of({owner for _rule, _severity, owner in owned} | {org for _severity, org in told})
+        spec = rules.RULES[hit.rule]
+        for organisation in spec.told(*sides.get(hit.order_id, (None, None))) if spec.tells else ():
+            told[(spec.tells_with, hit.rule, hit.severity, organisation)] += 1
+            money[(spec.tells_with, hit.rule, hit.severity, organisation)] += hit.money_at_risk
+    people = gathering.people_of({owner for _rule, _severity, owner in owned} | {key[-1] for key in told})
     for (rule, severity, owner), n in owned.items():
         facts = {"count": n, "money": money[(rule, severity, owner)], "severity": severity, "topic": rule}
         gathering.add(NotificationKind.CASE_OPENED, people.get(owner, []), **facts)
-    for (severity, organisation), n in told.items():
-        facts = {"count": n, "money": money[(severity, organisation)], "severity": severity}
-        gathering.add(
-            NotificationKind.DEADLINE_AT_RISK, people.get(organisation, []), topic=Rule.DEADLINE_AT_RISK, **facts
-        )
+    for (kind, rule, severity, organisation), n in told.items():
+        facts = {"count": n, "money": money[(kind, rule, severity, organisation)], "severity": severity}
+        gathering.add(kind, people.get(organisation, []), topic=rule, **facts)
 
 
 def _escalate_overdue(ctx) -> int:

@@ -408,8 +408,10 @@ def test_stage_durations_are_the_median_and_90th_percentile_of_each_providers_st
     history, provider_org, provider2_org
 ):
     now = timezone.now()
-    assert durations.refresh(now) == 6
-    found = {(row.provider_id, row.stage): (row.median, row.p90, row.samples) for row in StageDuration.objects.all()}
+    # Six provider stages, and five over all providers.
+    assert durations.refresh(now) == 11
+    rows = StageDuration.objects.filter(provider__isnull=False)
+    found = {(row.provider_id, row.stage): (row.median, row.p90, row.samples) for row in rows}
     h = lambda hours: timedelta(hours=hours)  # noqa: E731
     # Provider two's parcel refunded while signed in, and its stage finished
     # 40 days ago, add no sample: one, of 5 hours.
@@ -423,22 +425,25 @@ def test_stage_durations_are_the_median_and_90th_percentile_of_each_providers_st
     }
     row = StageDuration.objects.get(provider=provider_org, stage=S.SIGNED_IN)
     assert row.window == durations.WINDOW and row.computed_at == now
+    # Over all providers: the six signed-in samples (1, 2, 3, 4, 5, 10 h).
+    pooled = StageDuration.objects.get(provider=None, carrier="", stage=S.SIGNED_IN)
+    assert (pooled.median, pooled.p90, pooled.samples) == (h(3.5), h(7.5), 6)
 
 
 def test_a_second_refresh_replaces_the_figures(history, provider_org):
     durations.refresh()
-    first = set(StageDuration.objects.values_list("provider_id", "stage", "median", "p90", "samples"))
+    first = set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples"))
     durations.refresh()
-    assert set(StageDuration.objects.values_list("provider_id", "stage", "median", "p90", "samples")) == first
+    assert set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples")) == first
     assert StageDuration.objects.count() == len(first)
 
 
 def test_the_python_figures_match_postgresqls(postgres, history):
     now = timezone.now()
     durations.refresh(now)
-    in_sql = set(StageDuration.objects.values_list("provider_id", "stage", "median", "p90", "samples"))
+    in_sql = set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples"))
     in_python = {
-        (row.provider_id, row.stage, row.median, row.p90, row.samples)
+        (row.provider_id, row.carrier, row.stage, row.median, row.p90, row.samples)
         for row in durations._in_python(durations.samples(now), now, durations.WINDOW)
     }
     assert in_sql == in_python

@@ -1,0 +1,192 @@
+"""When an open order will reach its buyer, from how long its provider and
+the journey usually take (``StageDuration``, refreshed by
+``orders.durations``), and whether that is before its confirmation deadline.
+
+An order is forecast once its provider has signed for it: from then on what
+is left is the provider's stages from the current one to the pickup, and the
+journey to the buyer. The expected delivery is
+
+    now + what is left of the current stage + the later stages + the journey
+
+taking each at its 90th percentile (nine orders in ten finished the stage
+within it), what is left of the current stage being its 90th percentile less
+the time already spent in it (never below nothing). The same sum at the
+medians is the likely delivery.
+
+Each stage is taken from the provider's own figure when it has at least
+``min_samples`` orders behind it, and otherwise from all providers' figure;
+a forecast built only from the provider's own figures has ``own`` set (the
+screens call it "this provider's history"). With no figure at all for a stage
+there is no forecast.
+
+Everything here is arithmetic on a table of a few rows per provider, loaded
+once (``Forecaster.load``) per page, sweep or replayed hour; nothing reads
+the event log.
+"""
+
+import datetime
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orders.choices import OrderState
+from orders.durations import PROVIDER_STAGES, TRANSIT
+from orders.models import StageDuration
+
+S = OrderState
+# The states an order is forecast in: from signed in to on its way to the buyer.
+FORECAST_STATES = (*PROVIDER_STAGES, TRANSIT)
+# What a provider's figure for a stage needs behind it before it is used
+# (``RiskSettings.forecast_min_samples`` overrides it).
+MIN_SAMPLES = 20
+ZERO = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    median: timedelta
+    p90: timedelta
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """One order's forecast."""
+
+    # Delivery by the 90th percentiles: what the order is judged by.
+    expected_at: datetime.datetime
+    # Delivery by the medians.
+    likely_at: datetime.datetime
+    deadline: datetime.datetime
+    # Every stage from the provider's own figures (else some from all providers').
+    own: bool
+    # The fewest orders behind any figure used.
+    samples: int
+
+    @property
+    def late(self) -> bool:
+        """Whether the expected delivery falls after the deadline."""
+        return self.expected_at > self.deadline
+
+    @property
+    def slack(self) -> timedelta:
+        """How long before the deadline the order is expected (negative: after it)."""
+        return self.deadline - self.expected_at
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """What is left for an order of one provider in one state: the current
+    stage's figure, and the stages after it added up."""
+
+    current: Figure
+    later_p90: timedelta
+    later_median: timedelta
+    own: bool
+    samples: int
+
+    @property
+    def longest(self) -> timedelta:
+        """The most that can be left (nothing yet spent in the current stage)."""
+        return self.current.p90 + self.later_p90
+
+
+class Forecaster:
+    """The figures of ``StageDuration`` arranged for forecasting: per provider
+    and state, what is left (``remaining``)."""
+
+    def __init__(self, rows, min_samples=MIN_SAMPLES):
+        self.min_samples = min_samples
+        self.own: dict[tuple[int, str], Figure] = {}
+        self.pooled: dict[str, Figure] = {}
+        self.carriers: dict[str, Figure] = {}
+        self.computed_at = None
+        for row in rows:
+            figure = Figure(row.median, row.p90, row.samples)
+            if row.provider_id is not None:
+                self.own[row.provider_id, row.stage] = figure
+            elif row.carrier:
+                self.carriers[row.carrier] = figure
+            else:
+                self.pooled[row.stage] = figure
+            self.computed_at = row.computed_at
+        self._remaining: dict[tuple[int, str], Remaining | None] = {}
+
+    @classmethod
+    def load(cls, min_samples=None) -> "Forecaster":
+        """The figures as they are now, in one small query; ``min_samples``
+        defaults to the risk thresholds' (``RiskSettings``)."""
+        if min_samples is None:
+            min_samples = _configured_min_samples()
+        return cls(StageDuration.objects.all(), min_samples)
+
+    def figure(self, provider_id, stage) -> tuple[Figure | None, bool]:
+        """The figure a stage of ``provider_id`` is forecast by, and whether it is the provider's own."""
+        own = self.own.get((provider_id, stage))
+        if own is not None and own.samples >= self.min_samples:
+            return own, True
+        return self.pooled.get(stage), False
+
+    def remaining(self, provider_id, state) -> Remaining | None:
+        """What is left for an order of ``provider_id`` in ``state``; ``None``
+        when the state is not forecast or a stage has no figure."""
+        key = (provider_id, state)
+        if key not in self._remaining:
+            self._remaining[key] = self._work_out(provider_id, state)
+        return self._remaining[key]
+
+    def _work_out(self, provider_id, state):
+        if state not in FORECAST_STATES:
+            return None
+        left = FORECAST_STATES[FORECAST_STATES.index(state) :]
+        figures = [self.figure(provider_id, stage) for stage in left]
+        if any(figure is None for figure, _own in figures):
+            return None
+        (current, _own), *later = figures
+        return Remaining(
+            current=current,
+            later_p90=sum((f.p90 for f, _own in later), ZERO),
+            later_median=sum((f.median for f, _own in later), ZERO),
+            own=all(own for _figure, own in figures),
+            samples=min(f.samples for f, _own in figures),
+        )
+
+    def longest(self) -> timedelta | None:
+        """The most any forecast order can have left: a bound for the rule's
+        query (orders whose deadline is further away cannot be late)."""
+        bounds = [
+            remaining.longest
+            for provider_id in {provider for provider, _stage in self.own} | {None}
+            for state in FORECAST_STATES
+            if (remaining := self.remaining(provider_id, state)) is not None
+        ]
+        return max(bounds, default=None)
+
+    def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
+        """The forecast of an order of ``provider_id`` in ``state`` since
+        ``since`` (when it entered the state), whose deadline is ``deadline``."""
+        remaining = self.remaining(provider_id, state)
+        if remaining is None:
+            return None
+        spent = max(now - since, ZERO)
+        expected = now + max(remaining.current.p90 - spent, ZERO) + remaining.later_p90
+        likely = now + max(remaining.current.median - spent, ZERO) + remaining.later_median
+        return Forecast(expected, likely, deadline, remaining.own, remaining.samples)
+
+    def of(self, order, now) -> Forecast | None:
+        """The forecast of an ``Order`` (or anything with its fields)."""
+        return self.forecast(
+            provider_id=order.provider_id,
+            state=order.state,
+            since=order.state_changed_at,
+            deadline=order.auto_confirm_at,
+            now=now,
+        )
+
+
+def _configured_min_samples() -> int:
+    # The thresholds live with the risk rules; read by name so that the
+    # orders engine does not import the risks app.
+    from django.apps import apps
+
+    settings_model = apps.get_model("risks", "RiskSettings")
+    return settings_model.current().forecast_min_samples
