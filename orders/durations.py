@@ -58,7 +58,7 @@ STAGE_ENDS = {
     S.OUTBOUND: Action.CARRIER_DELIVERY,
 }
 # The rolling window the figures are measured over (``FORECAST_WINDOW_DAYS``).
-WINDOW = timedelta(days=getattr(settings, "FORECAST_WINDOW_DAYS", 30))
+WINDOW = timedelta(days=settings.FORECAST_WINDOW_DAYS)
 MEDIAN = 0.5
 P90 = 0.9
 

@@ -203,6 +203,8 @@ RISK_SWEEP_SECONDS = env_int("RISK_SWEEP_SECONDS", 300, minimum=10)
 PENDING_SCAN_RETRY_SECONDS = env_int("PENDING_SCAN_RETRY_SECONDS", 300, minimum=10)
 # How often each provider's stage durations are recomputed from the events.
 STAGE_DURATIONS_SECONDS = env_int("STAGE_DURATIONS_SECONDS", 900, minimum=10)
+# The rolling window the stage durations (and so the forecasts) are measured over.
+FORECAST_WINDOW_DAYS = env_int("FORECAST_WINDOW_DAYS", 30, minimum=1)
 # How often the dashboard's tallies of open orders and duplicate fees are counted again.
 DASHBOARD_TALLY_SECONDS = env_int("DASHBOARD_TALLY_SECONDS", 60, minimum=10)
 # Order imports (orders.imports): the largest file and the most rows one
