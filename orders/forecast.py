@@ -28,6 +28,10 @@ import datetime
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.apps import apps
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
+
 from orders.choices import OrderState
 from orders.durations import PROVIDER_STAGES, TRANSIT
 from orders.models import StageDuration
@@ -61,11 +65,14 @@ class Forecast:
     own: bool
     # The fewest orders behind any figure used.
     samples: int
+    # How much earlier than the deadline it must be expected (``forecast_margin_hours``).
+    margin: timedelta = timedelta(0)
 
     @property
     def late(self) -> bool:
-        """Whether the expected delivery falls after the deadline."""
-        return self.expected_at > self.deadline
+        """Whether the expected delivery falls after the deadline less the
+        margin: what the ``forecast_miss`` rule raises a case for."""
+        return self.expected_at > self.deadline - self.margin
 
     @property
     def slack(self) -> timedelta:
@@ -94,8 +101,9 @@ class Forecaster:
     """The figures of ``StageDuration`` arranged for forecasting: per provider
     and state, what is left (``remaining``)."""
 
-    def __init__(self, rows, min_samples=MIN_SAMPLES):
+    def __init__(self, rows, min_samples=MIN_SAMPLES, margin=ZERO):
         self.min_samples = min_samples
+        self.margin = margin
         self.own: dict[tuple[int, str], Figure] = {}
         self.pooled: dict[str, Figure] = {}
         self.carriers: dict[str, Figure] = {}
@@ -112,12 +120,30 @@ class Forecaster:
         self._remaining: dict[tuple[int, str], Remaining | None] = {}
 
     @classmethod
-    def load(cls, min_samples=None) -> "Forecaster":
-        """The figures as they are now, in one small query; ``min_samples``
-        defaults to the risk thresholds' (``RiskSettings``)."""
+    def load(cls, min_samples=None, margin=None) -> "Forecaster":
+        """The figures as they are now, in one query: the thresholds in force
+        (``RiskSettings.forecast_min_samples`` and ``forecast_margin_hours``)
+        come along with them, unless given."""
+        # The thresholds live with the risk rules; read by name so that the
+        # orders engine does not import the risks app.
+        thresholds = apps.get_model("risks", "RiskSettings")
+        defaults = thresholds()
+        saved = thresholds.objects.filter(pk=1)
+
+        def configured(name):
+            return Coalesce(Subquery(saved.values(name)), Value(getattr(defaults, name)))
+
+        rows = list(
+            StageDuration.objects.annotate(
+                configured_min_samples=configured("forecast_min_samples"),
+                configured_margin_hours=configured("forecast_margin_hours"),
+            )
+        )
         if min_samples is None:
-            min_samples = _configured_min_samples()
-        return cls(StageDuration.objects.all(), min_samples)
+            min_samples = rows[0].configured_min_samples if rows else defaults.forecast_min_samples
+        if margin is None:
+            margin = timedelta(hours=rows[0].configured_margin_hours if rows else defaults.forecast_margin_hours)
+        return cls(rows, min_samples, margin)
 
     def figure(self, provider_id, stage) -> tuple[Figure | None, bool]:
         """The figure a stage of ``provider_id`` is forecast by, and whether it is the provider's own."""
@@ -152,7 +178,8 @@ class Forecaster:
 
     def longest(self) -> timedelta | None:
         """The most any forecast order can have left: a bound for the rule's
-        query (orders whose deadline is further away cannot be late)."""
+        query (orders whose deadline is further away, margin included, cannot
+        be late)."""
         bounds = [
             remaining.longest
             for provider_id in {provider for provider, _stage in self.own} | {None}
@@ -170,7 +197,7 @@ class Forecaster:
         spent = max(now - since, ZERO)
         expected = now + max(remaining.current.p90 - spent, ZERO) + remaining.later_p90
         likely = now + max(remaining.current.median - spent, ZERO) + remaining.later_median
-        return Forecast(expected, likely, deadline, remaining.own, remaining.samples)
+        return Forecast(expected, likely, deadline, remaining.own, remaining.samples, self.margin)
 
     def of(self, order, now) -> Forecast | None:
         """The forecast of an ``Order`` (or anything with its fields)."""
@@ -181,12 +208,3 @@ class Forecaster:
             deadline=order.auto_confirm_at,
             now=now,
         )
-
-
-def _configured_min_samples() -> int:
-    # The thresholds live with the risk rules; read by name so that the
-    # orders engine does not import the risks app.
-    from django.apps import apps
-
-    settings_model = apps.get_model("risks", "RiskSettings")
-    return settings_model.current().forecast_min_samples

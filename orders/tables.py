@@ -8,8 +8,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import OPEN_STATES
+from orders.forecast import FORECAST_STATES, Forecaster
 from orders.models import Order
-from portal.formatting import countdown, deadline_class, duration, money
+from portal.formatting import countdown, deadline_class, duration, forecast_against_deadline, money, why_no_forecast
 from risks.models import attach_live_cases
 
 SEVERITY_BADGE = {"medium": "text-bg-warning", "high": "text-bg-danger", "critical": "text-bg-dark"}
@@ -27,13 +28,20 @@ class OrderTable(tables.Table):
     )
     order_no = tables.Column(verbose_name=_("Order"))
     auto_confirm_at = tables.Column(verbose_name=_("Deadline"))
+    expected = tables.Column(
+        empty_values=(),
+        verbose_name=_("Expected delivery"),
+        orderable=False,
+        exclude_from_export=True,
+        attrs={"th": {"class": "head-wrap"}},
+    )
     state = tables.Column(verbose_name=_("State"))
     inbound_tracking_no = tables.Column(verbose_name=_("Inbound tracking number"))
     waybill_no = tables.Column(verbose_name=_("Online waybill"))
     trade_no = tables.Column(verbose_name=_("Trade"))
     merchant = tables.Column(accessor="merchant__name", verbose_name=_("Merchant"), order_by="merchant__code")
     provider = tables.Column(accessor="provider__name", verbose_name=_("Provider"), order_by="provider__code")
-    item_title = tables.Column(verbose_name=_("Item"), orderable=False)
+    item_title = tables.Column(verbose_name=_("Item"), orderable=False, attrs={"td": {"class": "cell-wrap"}})
     age = tables.Column(accessor="state_changed_at", verbose_name=_("In state for"), order_by="state_changed_at")
     amount = tables.Column(verbose_name=_("Amount"))
 
@@ -41,11 +49,13 @@ class OrderTable(tables.Table):
         model = Order
         fields = []
         # The deadline comes right after the number, so it is on screen
-        # whatever the width; the numbers a person scans come next.
+        # whatever the width, and the expected delivery beside it to be
+        # read against it; the numbers a person scans come next.
         sequence = [
             "select",
             "order_no",
             "auto_confirm_at",
+            "expected",
             "state",
             "inbound_tracking_no",
             "waybill_no",
@@ -63,14 +73,32 @@ class OrderTable(tables.Table):
 
     def before_render(self, request):
         # The page's risk cases, its split groups' included, in one query.
-        if self.page is not None:
-            attach_live_cases([row.record for row in self.page.object_list])
+        records = [row.record for row in self.page.object_list] if self.page is not None else []
+        attach_live_cases(records)
+        self.forecasts = self._forecasts(records)
+        # A column with nothing to say (orders not yet signed for, finished
+        # ones, no figures yet) takes no room.
+        if not any(self.forecasts.values()) and "expected" in self.columns.names():
+            self.columns.hide("expected")
 
-    def __init__(self, *args, worklist=None, **kwargs):
+    def __init__(self, *args, worklist=None, forecasts=False, **kwargs):
         # Links from a worklist keep it, so the order page can lead on to
         # the next order of the same list.
         self.worklist = worklist
+        # Whether the table shows each order's expected delivery.
+        self.show_forecasts = forecasts
+        self.forecasts = {}
         super().__init__(*args, **kwargs)
+
+    def _forecasts(self, records):
+        """The forecast of each order on the page that can have one, by pk,
+        from figures read once for the page. They are read for any page with
+        rows, whatever their states, so a list costs the same queries on
+        every page."""
+        if not self.show_forecasts or not records:
+            return {}
+        forecaster, now = Forecaster.load(), timezone.now()
+        return {record.pk: forecaster.of(record, now) for record in records if record.state in FORECAST_STATES}
 
     def render_order_no(self, record, value):
         url = reverse("orders:detail", args=[value])
@@ -112,4 +140,34 @@ class OrderTable(tables.Table):
             mark_safe(" data-countdown") if record.state in OPEN_STATES else "",
             timezone.localtime(value).strftime("%Y-%m-%d %H:%M"),
             countdown(value, record.state),
+        )
+
+    def render_expected(self, record):
+        forecast = self.forecasts.get(record.pk)
+        if forecast is None:
+            why = why_no_forecast(record)
+            if not why:
+                return "—"
+            return format_html(
+                '<span class="text-body-secondary" title="{}" aria-hidden="true">—</span>'
+                '<span class="visually-hidden">{}</span>',
+                why,
+                why,
+            )
+        expected = timezone.localtime(forecast.expected_at)
+        when = format_html(
+            '<time datetime="{}" title="{} · {}">{}</time>',
+            forecast.expected_at.isoformat(),
+            expected.strftime("%Y-%m-%d %H:%M"),
+            forecast_against_deadline(forecast),
+            expected.strftime("%m-%d %H:%M"),
+        )
+        if not forecast.late:
+            return when
+        # Under the time on a narrow screen, so the column stays narrow.
+        return format_html(
+            '{}<span class="d-block d-lg-inline ms-lg-1">'
+            '<span class="badge text-bg-danger" data-forecast-late>{}</span></span>',
+            when,
+            _("Forecast to miss"),
         )

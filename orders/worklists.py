@@ -36,6 +36,10 @@ class Worklist:
     # wider than the list: a parcel in the provider's hands is there, even
     # before the carrier's delivery scan says so.
     accepts: Q | None = None
+    # The list's orders can have a forecast (``orders.forecast``): they are
+    # signed for. A list of orders not yet signed for shows no expected
+    # delivery and does not read the figures.
+    forecast: bool = True
 
     @property
     def takes(self) -> Q:
@@ -59,6 +63,7 @@ WORKLISTS = (
         whole_parcel=True,
         bulk=True,
         accepts=Q(state__in=[S.INBOUND, S.ARRIVED]),
+        forecast=False,
     ),
     Worklist("to-appraise", _("To appraise"), Q(state=S.SIGNED_IN), action=Action.APPRAISE),
     Worklist(

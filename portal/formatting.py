@@ -12,10 +12,12 @@ from django.utils.translation import gettext as _
 from orders.choices import (
     DEADLINE_AT_RISK_HOURS,
     DEADLINE_NEAR_HOURS,
+    FLOW_ORDER,
     OPEN_STATES,
     OrderState,
     describe_parameters,
 )
+from orders.forecast import FORECAST_STATES
 from portal.models import NotificationKind
 from risks.choices import EscalationCategory, EscalationStatus, Rule
 from risks.choices import Severity as CaseSeverity
@@ -85,6 +87,31 @@ def deadline_css(order) -> str:
     return {"table-danger": "text-danger fw-semibold", "table-warning": "text-warning-emphasis fw-semibold"}.get(
         deadline_class(order.auto_confirm_at, order.state), ""
     )
+
+
+def forecast_against_deadline(forecast) -> str:
+    """How an order's expected delivery (``orders.forecast.Forecast``) stands
+    against its deadline: "12h 0m before the deadline", or after it."""
+    if forecast.late:
+        return _("%(span)s after the deadline — forecast to miss") % {"span": duration(-forecast.slack)}
+    return _("%(span)s before the deadline") % {"span": duration(forecast.slack)}
+
+
+def forecast_basis(forecast) -> str:
+    """What a forecast rests on, for the reader to judge how far to trust it."""
+    if forecast.own:
+        return _("9 in 10 of this provider's recent orders (%(n)s) took no longer") % {"n": forecast.samples}
+    return _("From all providers' figures: this provider has too few recent orders")
+
+
+def why_no_forecast(order) -> str:
+    """Why an order has no forecast, in words; "" when there is nothing to
+    forecast (delivered or finished)."""
+    if order.state in FORECAST_STATES:
+        return _("too few recent orders to forecast it yet")
+    if order.state in OPEN_STATES and FLOW_ORDER.index(order.state) < FLOW_ORDER.index(OrderState.SIGNED_IN):
+        return _("forecast from sign-in on")
+    return ""
 
 
 # The kinds of stored code ``choice_label`` puts into words.

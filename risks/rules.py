@@ -148,7 +148,9 @@ class Context:
         """The stage durations as forecasts read them, loaded once per sweep."""
         found = self._answers.get("forecaster")
         if found is None:
-            found = self._answers["forecaster"] = Forecaster.load(self.cfg.forecast_min_samples)
+            found = self._answers["forecaster"] = Forecaster.load(
+                self.cfg.forecast_min_samples, timedelta(hours=self.cfg.forecast_margin_hours)
+            )
         return found
 
     def group_details(self, size, choice) -> dict:
@@ -613,7 +615,7 @@ def forecast_miss(ctx, orders=None) -> list[Hit]:
         forecast = forecaster.forecast(
             provider_id=r["provider_id"], state=r["state"], since=r["since"], deadline=r["deadline"], now=ctx.now
         )
-        if forecast is None or forecast.expected_at <= r["deadline"] - margin:
+        if forecast is None or not forecast.late:
             continue
         hits.append(
             _order_hit(

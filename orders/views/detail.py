@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -13,11 +14,13 @@ from orders import errors, workflow, worklists
 from orders.choices import Action
 from orders.fees import group_fees
 from orders.filtersets import search
+from orders.forecast import FORECAST_STATES, Forecaster
 from orders.forms import BY_SLUG, FORMS, slug
 from orders.models import Order
 from orders.views.lists import organisation_of
 from portal.actors import Actor
 from portal.choices import EventSource, OrganisationKind
+from portal.formatting import why_no_forecast
 from risks.models import live_cases_of
 
 
@@ -48,8 +51,11 @@ def _detail_context(request, order, bound=None):
             forms.append((slug(action), bound))
         else:
             forms.append((slug(action), FORMS[action](initial={"version": order.version}, prefix=slug(action))))
+    forecast = Forecaster.load().of(order, timezone.now()) if order.state in FORECAST_STATES else None
     return {
         "order": order,
+        "forecast": forecast,
+        "no_forecast": "" if forecast else why_no_forecast(order),
         "buyer": order.buyer_for(organisation_of(request)),
         "events": order.events.select_related("actor_user", "actor_organisation").order_by("seq"),
         "group": visible.split_group(order.trade_no, order.sku).order_by("pk"),

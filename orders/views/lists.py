@@ -53,7 +53,12 @@ def _order_list(request, queryset, *, template, context, filename_stem, worklist
     exclude += [name for name in NUMBER_COLUMNS if worklist is None or name not in worklist.numbers]
     if organisation and organisation.kind in (OrganisationKind.MERCHANT, OrganisationKind.PROVIDER):
         exclude.append(organisation.kind)
-    table = OrderTable(orders.for_lists(), exclude=exclude, worklist=worklist.slug if worklist else None)
+    table = OrderTable(
+        orders.for_lists(),
+        exclude=exclude,
+        worklist=worklist.slug if worklist else None,
+        forecasts=worklist is None or worklist.forecast,
+    )
     paginate(request, table, per_page_of(request))
     query = request.GET.copy()
     query.pop("page", None)
