@@ -1,10 +1,20 @@
 """Demo data: organisations, people and orders in every state (SPEC §6.3).
 
 Every order is driven through ``orders.workflow`` and ``orders.carrier`` with
-back-dated times, exactly as its merchant, provider, carrier and operator
-would have moved it, so its event log, fees and scans are real. Running it
-again changes nothing that exists: organisations and people are updated in
-place (passwords reset to the demo ones), orders already there are skipped.
+back-dated times, exactly as its merchant, provider, carrier, operator and
+the deadline would have moved it, so its event log, fees and scans are real.
+Running it again changes nothing that exists: organisations and people are
+updated in place (passwords reset to the demo ones), orders already there are
+skipped.
+
+Two kinds of order: the present (``seed_orders``, ``DEMO-00001``…), open and
+lately finished, in every state; and the past (``seed_history``,
+``DEMO-H-00001``…), five weeks of finished orders per provider, so that the
+stage durations, the forecasts and a replay of the rules have a history to
+read from the first run. Each provider works at its own pace (``PACES``):
+P-DEMO-1 is fast; P-DEMO-2 takes days over each stage, so that its orders
+signed in now are forecast to miss their deadline, and some of its past ones
+did (auto-refunded), while the fast provider's are on time.
 
 The API keys and the carrier's signing secret are derived from one demo
 secret (``DEMO_SECRET``, with a fixed default), so they are the same on every
@@ -13,13 +23,16 @@ run and on every machine: a key copied from the last run keeps working.
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import hmac
+import math
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +42,7 @@ from django.utils import timezone
 
 from orders import carrier, durations, workflow
 from orders.choices import Action, AppraisalResult, BlockedStage, OrderState, ScanStatus
+from orders.forecast import FORECAST_STATES
 from orders.models import Order
 from portal import apikeys, dashboard
 from portal.choices import EventSource, OrganisationKind
@@ -102,6 +116,75 @@ PATH = [
     (Action.CARRIER_DELIVERY, S.DELIVERED),
     (Action.CONFIRM, S.COMPLETED),
 ]
+MERCHANTS = ["M-DEMO-1", "M-DEMO-2"]
+PROVIDERS = ["P-DEMO-1", "P-DEMO-2"]
+BLOCKED_STAGES = {
+    S.SIGNED_IN: BlockedStage.ENTRY,
+    S.APPRAISED: BlockedStage.INSPECTION,
+    S.INSPECTED: BlockedStage.PACKING,
+}
+# The carriers of the journey to the buyer (the merchant's parcel comes by SF).
+OUTBOUND_CARRIERS = ["SF", "SF", "SF", "JD"]
+# The confirmation deadline the platform sets when an order is paid.
+DEADLINE_AFTER_PAYMENT = timedelta(days=10)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long an order waits in each state before its next step, by state:
+    the median in hours and the spread (sigma) of a log-normal wait."""
+
+    waits: dict
+
+    def wait(self, rng, state) -> timedelta:
+        return _draw(rng, *self.waits[state])
+
+
+# The merchant sending the item, the carrier bringing it to the provider,
+# the buyer confirming: the same whoever the provider.
+_SHARED_WAITS = {S.AWAITING_SHIPMENT: (10, 0.6), S.INBOUND: (30, 0.35), S.DELIVERED: (60, 0.7)}
+PACES = {
+    # Fast: a few hours over each of its stages, about a day and a half to the buyer.
+    "P-DEMO-1": Pace(
+        {
+            **_SHARED_WAITS,
+            S.ARRIVED: (2, 0.5),
+            S.SIGNED_IN: (2.5, 0.5),
+            S.APPRAISED: (1.5, 0.5),
+            S.INSPECTED: (1, 0.5),
+            S.PACKED: (0.8, 0.5),
+            S.WAYBILL_PRINTED: (4, 0.5),
+            S.OUTBOUND: (30, 0.35),
+        }
+    ),
+    # Slow: a day or more over each stage, ten times the fast one. From the
+    # sign-in, the 90th percentiles of what is left add up to about ten days:
+    # more than an order signed in has left before its deadline.
+    "P-DEMO-2": Pace(
+        {
+            **_SHARED_WAITS,
+            S.ARRIVED: (8, 0.5),
+            S.SIGNED_IN: (30, 0.5),
+            S.APPRAISED: (20, 0.5),
+            S.INSPECTED: (14, 0.5),
+            S.PACKED: (10, 0.5),
+            S.WAYBILL_PRINTED: (18, 0.5),
+            S.OUTBOUND: (40, 0.35),
+        }
+    ),
+}
+FAST_PROVIDERS = frozenset({"P-DEMO-1"})
+# A merchant who sends the item a week late (median hours, spread).
+LATE_SHIPMENT = (150, 0.3)
+# The past: this many orders per provider, paid over these days before now
+# (the last a deadline and a day before now, so that every one is finished).
+HISTORY_DAYS = 35
+HISTORY_ORDERS_PER_PROVIDER = 60
+# How the past orders went, with how many of every hundred; the pace decides
+# whether each was delivered in time.
+HISTORY_TARGETS = [("flow", 88), ("fail", 4), ("refund", 4), ("late_shipment", 4)]
+# Past split groups: the provider, and how each ended (``_history_split``).
+HISTORY_SPLITS = [("P-DEMO-1", "both_shipped"), ("P-DEMO-2", "both_shipped"), ("P-DEMO-1", "extra_refunded")]
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
 # Public on purpose, like the demo passwords: set DEMO_SECRET for a demo that
 # others can reach.
@@ -110,13 +193,6 @@ DEFAULT_DEMO_SECRET = "appraisal-portal-demo"
 # seeding time, one commit for thousands would hold SQLite's write lock
 # longer than a running web server or worker is willing to wait.
 ORDERS_PER_TRANSACTION = 100
-
-
-@dataclass
-class Cast:
-    operator: User
-    merchants: dict
-    providers: dict
 
 
 def password_for(username: str) -> str:
@@ -227,17 +303,12 @@ def seed_carrier(secret: str) -> str:
 
 
 def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:
-    """Create up to ``count`` demo orders ``DEMO-00001``…; returns how many were new."""
+    """Create up to ``count`` demo orders ``DEMO-00001``…, open and lately
+    finished, in every state; returns how many were new."""
     now = now or timezone.now()
     rng = random.Random(seed)
-    cast = Cast(
-        operator=User.objects.get(username="operator"),
-        merchants={u.organisation_id: u for u in User.objects.filter(username__in=["merchant1", "merchant2"])},
-        providers={u.organisation_id: u for u in User.objects.filter(username__in=["provider1", "provider2"])},
-    )
-    orgs = {o.code: o for o in Organisation.objects.all()}
-    platform = workflow.Actor.of_organisation(orgs["PLATFORM"], EventSource.PLATFORM)
-    existing = set(Order.objects.filter(order_no__startswith="DEMO-").values_list("order_no", flat=True))
+    cast = _cast()
+    existing = _existing()
     targets = [t for t, weight in TARGETS for _ in range(weight)]
     created = number = 0
     batch_end = 0
@@ -250,87 +321,132 @@ def seed_orders(count: int, *, now=None, seed: int = 2026) -> int:
             target = rng.choice(targets)
             size = rng.choice([2, 3]) if target == "split" else 1
             size = min(size, count - number)
-            plan = _plan(rng, now, target)
-            merchant = rng.choice(["M-DEMO-1", "M-DEMO-2"])
-            provider = rng.choice(["P-DEMO-1", "P-DEMO-2"])
-            sku, title, price = rng.choice(ITEMS)
-            buyer = rng.choice(BUYERS)
+            merchant = rng.choice(MERCHANTS)
+            provider = rng.choice(PROVIDERS)
+            plan = _plan(rng, now, target, provider)
+            item, buyer = rng.choice(ITEMS), rng.choice(BUYERS)
             trade_no = f"T{now:%Y}{seed}{number + 1:06d}"
             for member in range(size):
                 number += 1
                 order_no = f"DEMO-{number:05d}"
                 if order_no in existing:
                     continue
+                if member > 0:
+                    # The extra orders of a split group: no appraisal needed,
+                    # some still without a waybill (they can never confirm).
+                    plan = _extra_of_split(rng, now, plan, rng.choice([S.APPRAISED, S.DELIVERED]))
                 with transaction.atomic():  # an order that fails leaves nothing behind
-                    order = workflow.create_order(
-                        platform,
-                        order_no=order_no,
-                        trade_no=trade_no,
-                        merchant=orgs[merchant],
-                        provider=orgs[provider],
-                        sku=sku,
-                        item_title=title,
-                        quantity=1,
-                        amount=Decimal(price),
-                        buyer_name=buyer[0],
-                        buyer_phone=buyer[1],
-                        buyer_address=buyer[2],
-                        paid_at=plan["paid_at"],
-                        auto_confirm_at=plan["deadline"],
-                    )
-                    member_plan = dict(plan)
-                    if size > 1 and member > 0:
-                        # The extra orders of a split group: no appraisal needed,
-                        # some still without a waybill (they can never confirm).
-                        member_plan.update(
-                            result=AppraisalResult.NOT_REQUIRED, stop=rng.choice([S.APPRAISED, S.DELIVERED])
-                        )
-                    _drive(order, member_plan, cast, rng)
+                    (order,) = _create(cast, [_fields(cast, order_no, trade_no, merchant, item, buyer, plan)])
+                    _drive(order, plan, cast)
                 created += 1
-    # The dashboard's scorecard reads the stage durations, and its charts the
-    # tallies of open orders and duplicate fees; beat refreshes them every
-    # quarter of an hour and every minute, the demo shows them at once.
-    durations.refresh(now)
-    dashboard.refresh_tallies(now)
+    refresh_figures(now)
     return created
 
 
-def _plan(rng, now, target) -> dict:
-    """When the order was paid, its deadline, where it stops and what happens on the way."""
-    plan = {"result": AppraisalResult.PASS, "blocked": False, "offline": False, "refund": False, "expire": False}
-    stop = target
-    if target == "pending_sign_in":
-        stop = S.ARRIVED
-    elif target == "blocked":
-        stop, plan["blocked"] = rng.choice([S.SIGNED_IN, S.APPRAISED, S.INSPECTED]), True
-    elif target == "offline":
-        stop, plan["offline"] = S.PACKED, True
-    elif target == "split":
-        stop = S.DELIVERED
-    elif target == S.RETURNED:
-        plan["result"] = AppraisalResult.FAIL
-    elif target == S.REFUNDED:
-        stop, plan["refund"] = rng.choice([S.AWAITING_SHIPMENT, S.INBOUND, S.ARRIVED]), True
-    elif target == S.AUTO_REFUNDED:
-        stop, plan["expire"] = rng.choice([S.ARRIVED, S.APPRAISED, S.WAYBILL_PRINTED]), True
-    steps = _steps_to(stop)
-    if target in (S.COMPLETED, S.RETURNED, S.AUTO_REFUNDED):
-        age = rng.uniform(200, 500)
-    elif rng.random() < 0.3:
-        age = rng.uniform(80, 300)  # stuck: long in its state
-    else:
-        age = rng.uniform(2, 60) + 6 * len(steps)
-    paid_at = now - timedelta(hours=age)
-    if target == S.AUTO_REFUNDED:
-        deadline = now - timedelta(hours=rng.uniform(1, 48))
-    elif stop not in (S.DELIVERED, S.COMPLETED, S.RETURNED) and rng.random() < 0.2:
-        deadline = now + timedelta(hours=rng.uniform(4, 47))  # deadline at risk
-    else:
-        deadline = max(paid_at + timedelta(days=15), now + timedelta(hours=rng.uniform(60, 300)))
-    if target == S.COMPLETED:
-        deadline = now - timedelta(hours=rng.uniform(1, 100))
-    plan.update(paid_at=paid_at, deadline=deadline, stop=stop, now=now)
-    return plan
+def seed_history(*, now=None, days: int = HISTORY_DAYS, seed: int = 2026) -> int:
+    """Create the demo's past: ``HISTORY_ORDERS_PER_PROVIDER`` orders per
+    provider, ``DEMO-H-00001``…, paid over the ``days`` before ``now`` and all
+    finished (their deadlines passed at least a day ago), and the split groups
+    of ``HISTORY_SPLITS``; returns how many were new.
+
+    Each order goes at its provider's pace (``PACES``) from its payment on
+    and ends as that pace brings it: delivered and confirmed by the buyer (or
+    at the deadline), returned after a failed appraisal, refunded before
+    shipment, or auto-refunded at its deadline when it was not delivered in
+    time (mostly the slow provider's, and parcels the merchant sent late).
+    """
+    now = now or timezone.now()
+    # The history's own: the orders of ``seed_orders`` are the same with it or without.
+    rng = random.Random(seed + 1)
+    cast = _cast()
+    existing = _existing()
+    # The last order paid was due, and finished, a day before now.
+    first, last = now - timedelta(days=days), now - DEADLINE_AFTER_PAYMENT - timedelta(days=1)
+    kinds = [kind for kind, weight in HISTORY_TARGETS for _ in range(weight)]
+    trades = []  # (paid_at, [plan, …]): one plan per order of the trade
+    for provider in PROVIDERS:
+        for index in range(HISTORY_ORDERS_PER_PROVIDER):
+            # Spread evenly: one payment in each equal slice of the history.
+            paid_at = first + (last - first) * ((index + rng.random()) / HISTORY_ORDERS_PER_PROVIDER)
+            trades.append((paid_at, [_history_plan(rng, provider, paid_at, rng.choice(kinds))]))
+    for provider, ending in HISTORY_SPLITS:
+        # Within the last 30 days, where a replay of them looks.
+        paid_at = max(first, now - timedelta(days=rng.uniform(12, 25)))
+        trades.append((paid_at, _history_split(rng, provider, paid_at, ending)))
+    trades.sort(key=lambda trade: trade[0])
+    created = 0
+    for start in range(0, len(trades), ORDERS_PER_TRANSACTION):
+        rows, plans = [], []
+        for number, (_paid_at, members) in enumerate(trades[start : start + ORDERS_PER_TRANSACTION], start + 1):
+            merchant, item, buyer = rng.choice(MERCHANTS), rng.choice(ITEMS), rng.choice(BUYERS)
+            trade_no = f"TH{seed}{number:05d}"
+            for member, plan in enumerate(members, 1):
+                order_no = f"DEMO-H-{number:05d}" + (f"-{member}" if len(members) > 1 else "")
+                if order_no not in existing:
+                    rows.append(_fields(cast, order_no, trade_no, merchant, item, buyer, plan))
+                    plans.append(plan)
+        with transaction.atomic():  # one batch: created at once, then driven one by one
+            for order, plan in zip(_create(cast, rows), plans, strict=True):
+                _drive(order, plan, cast)
+        created += len(rows)
+    refresh_figures(now)
+    return created
+
+
+def refresh_figures(now) -> None:
+    """What beat keeps up to date, computed now for the demo's orders.
+
+    The dashboard's scorecard and the forecasts read the stage durations, the
+    dashboard's charts the tallies of open orders and duplicate fees; beat
+    refreshes them every quarter of an hour and every minute, the demo shows
+    them at once.
+    """
+    durations.refresh(now)
+    dashboard.refresh_tallies(now)
+
+
+# --- how each order goes ------------------------------------------------------------
+
+
+class Step(NamedTuple):
+    action: str
+    source: str  # the state it leaves: what the wait before it is timed by
+    reached: str
+
+
+@dataclass
+class Plan:
+    """One demo order: its provider, when it was paid, its deadline, and what
+    happens to it when (``moves``: an action, or ``OFFLINE_SCAN``, and its
+    time, in time order)."""
+
+    provider: str
+    paid_at: datetime.datetime
+    deadline: datetime.datetime
+    result: str = AppraisalResult.PASS
+    carrier: str = "SF"  # the outbound journey's
+    moves: list = field(default_factory=list)
+    blocked_stage: str = ""
+    refund_reason: str = ""
+
+
+# A carrier scan that names the order under another tracking number (invariant 1).
+OFFLINE_SCAN = "offline_scan"
+MINUTE = timedelta(minutes=1)
+
+
+def _route(stop, result) -> list[Step]:
+    """The steps from payment to ``stop`` (not the buyer's confirmation:
+    the plan chooses between it and the deadline)."""
+    route, source = [], S.AWAITING_SHIPMENT
+    for action, reached in _steps_to(S.DELIVERED if stop == S.COMPLETED else stop):
+        if result == AppraisalResult.NOT_REQUIRED and action in (Action.INSPECT, Action.PACK):
+            continue
+        if reached == S.DELIVERED and result == AppraisalResult.FAIL:
+            reached = S.RETURNED
+        route.append(Step(action, source, reached))
+        source = reached
+    return route
 
 
 def _steps_to(stop) -> list:
@@ -341,65 +457,273 @@ def _steps_to(stop) -> list:
     return PATH[: [reached for _, reached in PATH].index(stop) + 1]
 
 
-def _drive(order, plan, cast, rng):
-    steps = _steps_to(plan["stop"])
-    if plan["result"] == AppraisalResult.NOT_REQUIRED:
-        steps = [s for s in steps if s[0] not in (Action.INSPECT, Action.PACK)]
-    # The last step happened a while ago (long ago for a parcel waiting to be
-    # signed for), but always after the order was paid.
-    age = (plan["now"] - plan["paid_at"]).total_seconds() / 3600
-    idle = rng.uniform(2, 60) if plan["stop"] == S.ARRIVED else rng.uniform(0.2, 30)
-    end = plan["now"] - timedelta(hours=min(idle, age * 0.6))
-    if plan["expire"] or plan["stop"] == S.COMPLETED:
-        end = min(end, plan["deadline"] - timedelta(hours=2))
-    span = max((end - plan["paid_at"]).total_seconds(), 60)
-    times = sorted(plan["paid_at"] + timedelta(seconds=rng.uniform(0.05, 1) * span) for _ in steps)
-    merchant = workflow.Actor.of_user(cast.merchants[order.merchant_id])
-    provider = workflow.Actor.of_user(cast.providers[order.provider_id])
-    operator = workflow.Actor.of_user(cast.operator)
-    for (action, reached), when in zip(steps, times, strict=True):
-        if reached == S.DELIVERED and plan["result"] == AppraisalResult.FAIL:
-            reached = S.RETURNED
+def _waits(rng, provider, route, *, late_shipment=False) -> list[timedelta]:
+    """How long each step of ``route`` came after the one before it, at ``provider``'s pace."""
+    waits = [PACES[provider].wait(rng, step.source) for step in route]
+    if late_shipment and route:
+        waits[0] = _draw(rng, *LATE_SHIPMENT)
+    return waits
+
+
+def _draw(rng, median_hours, spread) -> timedelta:
+    """A log-normal wait: half of them shorter than ``median_hours``."""
+    return timedelta(hours=rng.lognormvariate(math.log(median_hours), spread))
+
+
+def _fit(waits, room) -> list[timedelta]:
+    """``waits``, shrunk evenly when they add up to more than ``room``."""
+    total = sum(waits, timedelta(0))
+    return waits if total <= room else [wait * (room / total) for wait in waits]
+
+
+def _moves(route, start, waits) -> list:
+    moves, when = [], start
+    for step, wait in zip(route, waits, strict=True):
+        when += wait
+        moves.append((step.action, when))
+    return moves
+
+
+def _hours(rng, low, high) -> timedelta:
+    return timedelta(hours=rng.uniform(low, high))
+
+
+def _finish(rng, plan) -> Plan:
+    """A delivered order completes: the buyer confirms, or the deadline does."""
+    confirmed = plan.moves[-1][1] + PACES[plan.provider].wait(rng, S.DELIVERED)
+    plan.moves.append((Action.CONFIRM, confirmed) if confirmed < plan.deadline else (Action.EXPIRE, plan.deadline))
+    return plan
+
+
+def _plan(rng, now, target, provider) -> Plan:
+    """An order of the present that ends in ``target`` (one of ``TARGETS``)."""
+    result, stop = AppraisalResult.PASS, target
+    blocked = offline = refund = False
+    if target == "pending_sign_in":
+        stop = S.ARRIVED
+    elif target == "blocked":
+        stop, blocked = rng.choice([S.SIGNED_IN, S.APPRAISED, S.INSPECTED]), True
+    elif target == "offline":
+        stop, offline = S.PACKED, True
+    elif target == "split":
+        stop = S.DELIVERED
+    elif target == S.RETURNED:
+        result = AppraisalResult.FAIL
+    elif target == S.REFUNDED:
+        stop, refund = rng.choice([S.AWAITING_SHIPMENT, S.INBOUND, S.ARRIVED]), True
+    elif target == S.AUTO_REFUNDED:
+        stop = rng.choice([S.ARRIVED, S.APPRAISED, S.WAYBILL_PRINTED])
+    route = _route(stop, result)
+    waits = _waits(rng, provider, route)
+    carrier = rng.choice(OUTBOUND_CARRIERS)
+    if target in (S.COMPLETED, S.AUTO_REFUNDED):
+        # The deadline passed lately: delivered before it and confirmed (by
+        # the buyer, or at the deadline), or still on its way and lost.
+        deadline = now - (_hours(rng, 1, 100) if target == S.COMPLETED else _hours(rng, 1, 48))
+        room = DEADLINE_AFTER_PAYMENT - timedelta(hours=2)
+        for _attempt in range(20 if target == S.COMPLETED else 0):
+            if sum(waits, timedelta(0)) < room:
+                break
+            waits = _waits(rng, provider, route)
+        paid_at = deadline - DEADLINE_AFTER_PAYMENT
+        plan = Plan(provider, paid_at, deadline, result, carrier, _moves(route, paid_at, _fit(waits, room)))
+        if target == S.AUTO_REFUNDED:
+            plan.moves.append((Action.EXPIRE, deadline))
+            return plan
+        return _finish(rng, plan)
+    # Open, refunded or returned: the last step a while ago (long ago for a
+    # parcel waiting to be signed for, or an order stuck in its state), the
+    # ones before it at the provider's pace.
+    if stop == S.ARRIVED:
+        idle = _hours(rng, 2, 60)
+    elif target != S.RETURNED and rng.random() < 0.3:
+        idle = _hours(rng, 30, 200)  # stuck: long in its state
+    else:
+        idle = _hours(rng, 0.2, 30)
+    end = now - _hours(rng, 0.1, 2) if refund else now
+    last = end - idle
+    paid_at = last - sum(waits, timedelta(0))
+    plan = Plan(provider, paid_at, paid_at + DEADLINE_AFTER_PAYMENT, result, carrier, _moves(route, paid_at, waits))
+    if target == S.RETURNED:
+        plan.deadline = max(plan.deadline, last + _hours(rng, 1, 48))
+        return plan
+    plan.deadline = max(plan.deadline, now + _hours(rng, 60, 300))
+    if stop in FORECAST_STATES and provider in FAST_PROVIDERS:
+        # A fast provider is on time: what is left of its flow takes three days at most.
+        plan.deadline = max(plan.deadline, now + _hours(rng, 120, 300))
+    elif stop not in (S.DELIVERED, S.COMPLETED, S.RETURNED) and rng.random() < 0.2:
+        plan.deadline = now + _hours(rng, 4, 47)  # deadline at risk
+    if blocked:
+        plan.blocked_stage = BLOCKED_STAGES[stop]
+        plan.moves.append((Action.REPORT_BLOCKED, last + (now - last) * rng.uniform(0.05, 0.5)))
+    if offline:
+        plan.moves.append((OFFLINE_SCAN, last + (now - last) * rng.uniform(0.1, 0.9)))
+    if refund:
+        plan.refund_reason = "买家在商家发货前申请退款"
+        plan.moves.append((Action.REFUND, end))
+    return plan
+
+
+def _extra_of_split(rng, now, plan, stop) -> Plan:
+    """An extra order of a split group of the present: paid with the first,
+    no appraisal needed, stopped at ``stop`` a while before now."""
+    route = _route(stop, AppraisalResult.NOT_REQUIRED)
+    room = max(now - _hours(rng, 0.2, 10) - plan.paid_at, len(route) * MINUTE)
+    waits = _fit(_waits(rng, plan.provider, route), room)
+    moves = _moves(route, plan.paid_at, waits)
+    return Plan(plan.provider, plan.paid_at, plan.deadline, AppraisalResult.NOT_REQUIRED, plan.carrier, moves)
+
+
+def _history_plan(rng, provider, paid_at, kind, result=AppraisalResult.PASS) -> Plan:
+    """A past order of ``kind`` (one of ``HISTORY_TARGETS``), paid at
+    ``paid_at``: each step at the provider's pace, until it is finished or
+    its deadline comes first."""
+    deadline = paid_at + DEADLINE_AFTER_PAYMENT
+    if kind == "fail":
+        result = AppraisalResult.FAIL
+    plan = Plan(provider, paid_at, deadline, result, rng.choice(OUTBOUND_CARRIERS))
+    if kind == "refund":
+        # The buyer refunded before the parcel reached the provider.
+        route = _route(rng.choice([S.AWAITING_SHIPMENT, S.INBOUND, S.ARRIVED]), result)
+        plan.moves = _moves(route, paid_at, _waits(rng, provider, route))
+        refunded = (plan.moves[-1][1] if plan.moves else paid_at) + _hours(rng, 2, 48)
+        plan.refund_reason = "买家在商家发货前申请退款"
+        plan.moves.append((Action.REFUND, refunded))
+        return plan
+    route = _route(S.DELIVERED, result)
+    waits = _waits(rng, provider, route, late_shipment=kind == "late_shipment")
+    plan.moves = [move for move in _moves(route, paid_at, waits) if move[1] < deadline]
+    if len(plan.moves) < len(route):
+        plan.moves.append((Action.EXPIRE, deadline))  # not delivered in time: a loss
+    elif result != AppraisalResult.FAIL:
+        _finish(rng, plan)
+    return plan
+
+
+def _history_split(rng, provider, paid_at, ending) -> list[Plan]:
+    """The orders of a past split group of two, both completed, the second
+    kept as "no appraisal needed": both waybills picked up
+    (``both_shipped``), or the second refunded at once (``extra_refunded``)."""
+    first = second = None
+    while first is None or not _completes(first):
+        first = _history_plan(rng, provider, paid_at, "flow")
+    if ending == "extra_refunded":
+        second = Plan(provider, paid_at, first.deadline, AppraisalResult.NOT_REQUIRED, first.carrier)
+        second.refund_reason = "拆单：多余订单退款，改为普通订单重新购买"
+        second.moves = [(Action.REFUND, paid_at + _hours(rng, 2, 12))]
+        return [first, second]
+    while second is None or not _completes(second):
+        second = _history_plan(rng, provider, paid_at, "flow", AppraisalResult.NOT_REQUIRED)
+    return [first, second]
+
+
+def _completes(plan) -> bool:
+    """Whether the plan's order ends completed: confirmed, or delivered
+    before its deadline came."""
+    actions = [action for action, _when in plan.moves]
+    if actions[-1] == Action.CONFIRM:
+        return True
+    return actions[-1] == Action.EXPIRE and Action.PRINT_WAYBILL in actions and actions[-2] == Action.CARRIER_DELIVERY
+
+
+# --- writing them ---------------------------------------------------------------
+
+
+@dataclass
+class Cast:
+    platform: workflow.Actor
+    operator: workflow.Actor
+    orgs: dict  # by code
+    merchants: dict  # the merchant's staff, by organisation id
+    providers: dict  # the provider's staff, by organisation id
+
+
+def _cast() -> Cast:
+    orgs = {o.code: o for o in Organisation.objects.all()}
+    users = User.objects.filter(username__in=["merchant1", "merchant2", "provider1", "provider2"])
+    return Cast(
+        platform=workflow.Actor.of_organisation(orgs["PLATFORM"], EventSource.PLATFORM),
+        operator=workflow.Actor.of_user(User.objects.get(username="operator")),
+        orgs=orgs,
+        merchants={u.organisation_id: workflow.Actor.of_user(u) for u in users if u.username.startswith("merchant")},
+        providers={u.organisation_id: workflow.Actor.of_user(u) for u in users if u.username.startswith("provider")},
+    )
+
+
+def _existing() -> set:
+    return set(Order.objects.filter(order_no__startswith="DEMO-").values_list("order_no", flat=True))
+
+
+def _fields(cast, order_no, trade_no, merchant, item, buyer, plan) -> dict:
+    sku, title, price = item
+    return {
+        "order_no": order_no,
+        "trade_no": trade_no,
+        "merchant": cast.orgs[merchant],
+        "provider": cast.orgs[plan.provider],
+        "sku": sku,
+        "item_title": title,
+        "quantity": 1,
+        "amount": Decimal(price),
+        "buyer_name": buyer[0],
+        "buyer_phone": buyer[1],
+        "buyer_address": buyer[2],
+        "paid_at": plan.paid_at,
+        "auto_confirm_at": plan.deadline,
+    }
+
+
+def _create(cast, rows) -> list[Order]:
+    """The orders of ``rows``, created at once by the platform; a refusal raises."""
+    orders = []
+    for creation in workflow.create_orders(cast.platform, rows):
+        if creation.error is not None:
+            raise creation.error
+        orders.append(creation.order)
+    return orders
+
+
+def _drive(order, plan, cast):
+    """Take the plan's moves on ``order``, as its merchant, provider, carrier,
+    operator and the deadline would have, each at its time."""
+    merchant = cast.merchants[order.merchant_id]
+    provider = cast.providers[order.provider_id]
+    for action, when in plan.moves:
         if action == Action.SHIP:
             order = workflow.perform(
                 order, action, merchant, occurred_at=when, carrier="SF", tracking_no=f"SF{order.pk:010d}"
             )
         elif action in (Action.CARRIER_PICKUP, Action.CARRIER_DELIVERY):
-            number = (
-                order.waybill_no if action == Action.CARRIER_PICKUP or order.waybill_no else order.inbound_tracking_no
+            # The inbound parcel by its tracking number, the outbound one by its online waybill.
+            outbound = bool(order.waybill_no)
+            carrier.record_scan(
+                carrier=plan.carrier if outbound else order.inbound_carrier,
+                tracking_no=order.waybill_no if outbound else order.inbound_tracking_no,
+                status=ScanStatus.PICKED_UP if action == Action.CARRIER_PICKUP else ScanStatus.DELIVERED,
+                occurred_at=when,
             )
-            status = ScanStatus.PICKED_UP if action == Action.CARRIER_PICKUP else ScanStatus.DELIVERED
-            carrier.record_scan(carrier="SF", tracking_no=number, status=status, occurred_at=when)
+            order.refresh_from_db()
+        elif action == OFFLINE_SCAN:
+            carrier.record_scan(
+                carrier="YTO",
+                tracking_no=f"YT{order.pk:010d}",
+                status=ScanStatus.PICKED_UP,
+                occurred_at=when,
+                order_no=order.order_no,
+            )
             order.refresh_from_db()
         elif action == Action.APPRAISE:
-            order = workflow.perform(order, action, provider, occurred_at=when, result=plan["result"])
+            order = workflow.perform(order, action, provider, occurred_at=when, result=plan.result)
+        elif action == Action.REPORT_BLOCKED:
+            order = workflow.perform(
+                order, action, provider, occurred_at=when, stage=plan.blocked_stage, reason="ERP 系统报错，无法继续"
+            )
         elif action == Action.CONFIRM:
-            order = workflow.perform(order, action, operator, occurred_at=when)
+            order = workflow.perform(order, action, cast.operator, occurred_at=when)
+        elif action == Action.REFUND:
+            order = workflow.perform(order, action, cast.operator, occurred_at=when, reason=plan.refund_reason)
+        elif action == Action.EXPIRE:
+            order = workflow.perform(order, action, workflow.Actor.system(EventSource.SWEEP), occurred_at=when)
         else:
             order = workflow.perform(order, action, provider, occurred_at=when)
-        if plan["blocked"] and reached == plan["stop"]:
-            stage = {S.SIGNED_IN: BlockedStage.ENTRY, S.APPRAISED: BlockedStage.INSPECTION}.get(
-                reached, BlockedStage.PACKING
-            )
-            order = workflow.perform(
-                order, Action.REPORT_BLOCKED, provider, occurred_at=when, stage=stage, reason="ERP 系统报错，无法继续"
-            )
-    if plan["offline"]:
-        carrier.record_scan(
-            carrier="YTO",
-            tracking_no=f"YT{order.pk:010d}",
-            status=ScanStatus.PICKED_UP,
-            occurred_at=plan["now"] - timedelta(hours=rng.uniform(1, 20)),
-            order_no=order.order_no,
-        )
-        order.refresh_from_db()
-    if plan["refund"]:
-        order = workflow.perform(
-            order,
-            Action.REFUND,
-            operator,
-            occurred_at=plan["now"] - timedelta(hours=rng.uniform(0.1, 2)),
-            reason="买家在商家发货前申请退款",
-        )
-    if plan["expire"]:
-        workflow.perform(order, Action.EXPIRE, workflow.Actor.system(EventSource.SWEEP), occurred_at=plan["deadline"])
+    return order

@@ -2,12 +2,13 @@
 
 import json
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 
 from orders.choices import OrderState
 from orders.events import replay_order, snapshot
 from orders.models import Order
-from portal import apikeys
+from portal import apikeys, demo
 from portal.models import ApiKey, CarrierIntegration, Organisation, User
 from risks.models import RiskCase
 
@@ -20,12 +21,16 @@ def test_seed_demo_creates_every_state_and_the_logins_and_is_idempotent(db, tmp_
     call_command("seed_demo", "--orders", "200", "--credentials", str(credentials))
     second = capsys.readouterr().out
 
-    assert Order.objects.count() == 200
+    present = Order.objects.exclude(order_no__startswith="DEMO-H-")
+    past = Order.objects.filter(order_no__startswith="DEMO-H-").count()
+    assert present.count() == 200
+    assert past == 2 * demo.HISTORY_ORDERS_PER_PROVIDER + 2 * len(demo.HISTORY_SPLITS)
     assert "200 new orders" in first and "0 new orders" in second
+    assert f"History: {past} new finished orders" in first and "History: 0 new finished orders" in second
     # The sweep ran: a newcomer's first page already shows cases.
     assert RiskCase.objects.exists()
     assert "Risk sweep: opened " in first and "Risk sweep: opened 0," in second
-    assert set(Order.objects.values_list("state", flat=True)) == set(OrderState.values)
+    assert set(present.values_list("state", flat=True)) == set(OrderState.values)
     assert Order.objects.filter(flow_blocked=True).exists()
     groups = Order.objects.values_list("trade_no", "sku")
     assert len(set(groups)) < len(groups), "there are split groups"
@@ -36,7 +41,7 @@ def test_seed_demo_creates_every_state_and_the_logins_and_is_idempotent(db, tmp_
         "P-DEMO-1",
         "P-DEMO-2",
     }
-    for order in Order.objects.all()[:50]:
+    for order in [*present.order_by("pk")[:50], *Order.objects.filter(order_no__startswith="DEMO-H-")[:50]]:
         assert replay_order(order) == snapshot(order)
 
     data = json.loads(credentials.read_text())
@@ -53,6 +58,18 @@ def test_seed_demo_with_no_orders_makes_only_the_people(db):
     call_command("seed_demo", "--orders", "0")
     assert Order.objects.count() == 0
     assert User.objects.filter(username="operator").exists()
+
+
+def test_seed_demo_without_history_makes_only_the_present(db, capsys):
+    call_command("seed_demo", "--orders", "20", "--history-days", "0")
+    assert Order.objects.count() == 20
+    assert not Order.objects.filter(order_no__startswith="DEMO-H-").exists()
+    assert "History:" not in capsys.readouterr().out
+
+
+def test_seed_demo_refuses_a_history_shorter_than_a_deadline(db):
+    with pytest.raises(CommandError, match="--history-days"):
+        call_command("seed_demo", "--orders", "20", "--history-days", "5")
 
 
 def test_demo_keys_are_the_same_on_every_run_and_authenticate(db, tmp_path, monkeypatch):
