@@ -518,8 +518,8 @@ class ReplayRun(models.Model):
     found. Written once when the replay finishes; the platform's page shows
     the latest."""
 
-    period_start = models.DateTimeField(_("from"))
-    period_end = models.DateTimeField(_("to"))
+    period_start = models.DateTimeField(_("replayed from"))
+    period_end = models.DateTimeField(_("replayed to"))
     # The thresholds that differed from ``RiskSettings`` (empty: those in force).
     thresholds = models.JSONField(_("thresholds changed"), default=dict, blank=True)
     orders = models.PositiveIntegerField(_("orders replayed"))

@@ -45,6 +45,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from orders import durations
 from orders.choices import TERMINAL_STATES, Action, FeeKind, OrderState, SplitChoice
@@ -521,15 +522,16 @@ def thresholds(changes: dict):
     return cfg, applied
 
 
-# The columns of a replay's losses, as the CSV download and the command write them.
+# The columns of a replay's losses, as the Replay page, its download (headed in
+# the reader's language) and the command (in English) write them.
 LOSS_COLUMNS = (
-    ("order_no", "Order"),
-    ("outcome", "Outcome"),
-    ("deadline", "Deadline"),
-    ("money", "Amount (CNY)"),
-    ("caught_at", "First caught at"),
-    ("rule", "By rule"),
-    ("lead_hours", "Hours before the deadline"),
-    ("rule_without_forecast", "By rule, without forecast_miss"),
-    ("lead_hours_without_forecast", "Hours before the deadline, without forecast_miss"),
+    ("order_no", gettext_lazy("Order")),
+    ("outcome", pgettext_lazy("loss", "Outcome")),
+    ("deadline", gettext_lazy("Deadline")),
+    ("money", gettext_lazy("Amount (CNY)")),
+    ("caught_at", gettext_lazy("First caught at")),
+    ("rule", gettext_lazy("By rule")),
+    ("lead_hours", gettext_lazy("Hours before the deadline")),
+    ("rule_without_forecast", gettext_lazy("By rule, without the forecast rule")),
+    ("lead_hours_without_forecast", gettext_lazy("Hours before the deadline, without the forecast rule")),
 )

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from orders.tables import SEVERITY_BADGE
 from portal.formatting import countdown, money
 from risks.models import Escalation, RiskCase
+from risks.replay import LOSS_COLUMNS
 
 
 class CaseTable(tables.Table):
@@ -182,3 +183,62 @@ class EscalationTable(tables.Table):
             url,
             _("Take it"),
         )
+
+
+LOSS_HEADERS = dict(LOSS_COLUMNS)
+
+
+def _hours(value):
+    return f"{value:,.1f}"
+
+
+def _time(value):
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+
+
+class LossTable(tables.Table):
+    """The losses of a replay (``risks.findings.losses``: plain rows, in words),
+    by deadline as the replay found them; headed as ``replay.LOSS_COLUMNS``."""
+
+    order_no = tables.Column(
+        verbose_name=LOSS_HEADERS["order_no"], linkify=("orders:detail", {"order_no": tables.A("order_no")})
+    )
+    outcome = tables.Column(verbose_name=LOSS_HEADERS["outcome"])
+    deadline = tables.Column(verbose_name=LOSS_HEADERS["deadline"])
+    money = tables.Column(verbose_name=LOSS_HEADERS["money"], attrs={"td": {"class": "text-end"}})
+    caught_at = tables.Column(verbose_name=LOSS_HEADERS["caught_at"])
+    rule = tables.Column(verbose_name=LOSS_HEADERS["rule"])
+    lead_hours = tables.Column(verbose_name=LOSS_HEADERS["lead_hours"], attrs={"td": {"class": "text-end"}})
+    rule_without_forecast = tables.Column(
+        verbose_name=LOSS_HEADERS["rule_without_forecast"], attrs={"th": {"class": "heading-long"}}
+    )
+    lead_hours_without_forecast = tables.Column(
+        verbose_name=LOSS_HEADERS["lead_hours_without_forecast"],
+        attrs={"th": {"class": "heading-long"}, "td": {"class": "text-end"}},
+    )
+
+    class Meta:
+        orderable = False
+        attrs = {"class": "table table-sm table-hover align-middle small", "id": "losses"}
+        empty_text = _("No order ended as a loss in this period.")
+
+    def render_deadline(self, value):
+        return _time(value)
+
+    def render_caught_at(self, value):
+        return _time(value)
+
+    def render_money(self, value):
+        return money(value)
+
+    def render_rule(self, record, value):
+        return value if record["caught"] else format_html('<span class="text-danger">{}</span>', value)
+
+    def render_rule_without_forecast(self, record, value):
+        return value if record["caught_without_forecast"] else format_html('<span class="text-danger">{}</span>', value)
+
+    def render_lead_hours(self, value):
+        return _hours(value)
+
+    def render_lead_hours_without_forecast(self, value):
+        return _hours(value)

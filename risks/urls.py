@@ -17,4 +17,7 @@ urlpatterns = [
     path("escalations/<int:pk>/comment/", views.escalation_comment, name="escalation-comment"),
     path("escalations/<int:pk>/close/", views.escalation_close, name="escalation-close"),
     path("escalations/<int:pk>/act/<slug:action>/", views.escalation_order_action, name="escalation-act"),
+    path("replays/", views.replay_page, name="replays"),
+    path("replays/<int:pk>/", views.replay_page, name="replay"),
+    path("replays/<int:pk>/rules.csv", views.replay_rules, name="replay-rules"),
 ]

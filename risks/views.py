@@ -23,9 +23,9 @@ from orders.forms import BY_SLUG, slug
 from orders.forms import FORMS as ACTION_FORMS
 from orders.models import Order, SplitGroup
 from portal.choices import EventSource, OrganisationKind
-from portal.exports import format_of
+from portal.exports import download, format_of
 from portal.paging import paginate
-from risks import cases, escalations, reactions, rules
+from risks import cases, escalations, findings, reactions, rules
 from risks.choices import LIVE_ESCALATIONS, CaseStatus, Rule
 from risks.exports import download_cases, download_escalations
 from risks.filtersets import LIVE, CaseFilterSet, EscalationFilterSet
@@ -39,8 +39,9 @@ from risks.forms import (
     ResolveForm,
     SplitChoiceForm,
 )
-from risks.models import Escalation, RiskCase, live_cases_of
-from risks.tables import CaseTable, EscalationTable
+from risks.models import Escalation, ReplayRun, RiskCase, live_cases_of
+from risks.replay import LOSS_COLUMNS
+from risks.tables import CaseTable, EscalationTable, LossTable
 
 
 def _actor(request):
@@ -533,3 +534,37 @@ def escalation_order_action(request, pk, action):
         messages.success(request, _("Done: %(action)s.") % {"action": Action(workflow_action).label})
 
     return _escalation_action(request, pk, act, form, "action_error", platform_only=True)
+
+
+@login_required
+def replay_page(request, pk=None):
+    """The platform's Replay page: the latest replay of the risk rules (or the
+    one asked for), what it found, and the replays before it; how to run one
+    when there is none. ``?export=csv`` or ``xlsx``: its losses as a file."""
+    if not _is_operator(request):
+        raise Http404
+    run = get_object_or_404(ReplayRun, pk=pk) if pk is not None else ReplayRun.objects.first()
+    wanted = format_of(request)
+    if run is not None and wanted:
+        headers = [label for _key, label in LOSS_COLUMNS]
+        return download(f"replay-{run.pk}-losses", wanted, headers, findings.loss_file_rows(run))
+    context = {"run": run, "recent": findings.recent(), "hours": findings.HEADLINE_HOURS}
+    if run is not None:
+        context |= {
+            "period": findings.period(run),
+            "took": findings.took(run.seconds),
+            "thresholds": findings.thresholds(run),
+            "headline": findings.headline(run),
+            "chart": findings.lead_chart(run),
+            "table": _paged(request, LossTable(findings.losses(run))),
+        }
+    return render(request, "risks/replay.html", context)
+
+
+@login_required
+def replay_rules(request, pk):
+    """The numbers of a replay's chart, one row per rule, as CSV in the reader's language."""
+    if not _is_operator(request):
+        raise Http404
+    chart = findings.lead_chart(get_object_or_404(ReplayRun, pk=pk))
+    return download(f"replay-{pk}-rules", "csv", chart.csv_header(), chart.csv_rows())

@@ -147,3 +147,38 @@ def order_body(now=None, **overrides):
     }
     data.update(overrides)
     return data
+
+
+def replay_run(report=None, **fields):
+    """A kept replay of the risk rules (``ReplayRun``), as the command writes
+    one; by default over the last week, with nothing found."""
+    from risks.choices import Rule
+    from risks.models import ReplayRun
+
+    end = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    nothing = {
+        "rules": [
+            {
+                "rule": str(rule),
+                "opened": 0,
+                "false_alarms": 0,
+                "caught_first": 0,
+                "median_lead_hours": None,
+                "least_lead_hours": None,
+            }
+            for rule in Rule
+        ],
+        "losses": [],
+        "headline": {"losses": 0, "caught": 0, "share_24h": None, "share_24h_without_forecast": None},
+    }
+    values = {
+        "period_start": end - timedelta(days=7),
+        "period_end": end,
+        "thresholds": {},
+        "orders": 0,
+        "hours": 168,
+        "seconds": 1.5,
+        "report": report or nothing,
+    }
+    values.update(fields)
+    return ReplayRun.objects.create(**values)

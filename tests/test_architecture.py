@@ -44,6 +44,7 @@ SCREEN_MODULES = (
     "risks.tables",
     "risks.filtersets",
     "risks.forms",
+    "risks.findings",
     "risks.urls",
 )
 ENGINE_OF_APP = {"portal": GROUND, "orders": ORDERS, "risks": RISKS}

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from orders.api.views import OrderViewSet
 from orders.choices import OrderState
-from tests.factories import advance, new_order
+from tests.factories import advance, new_order, replay_run
 
 PERSONAS = ("merchant", "merchant2", "provider", "provider2", "operator", "outsider")
 IN_SCOPE_OF_ORDER = {"merchant", "provider", "operator"}
@@ -64,6 +64,10 @@ EXPECTATIONS = {
         {"operator"},
         400,
     ),
+    # The replay of the risk rules is the platform's alone.
+    "risks:replays": ("get", lambda o: {}, {"operator"}, 200),
+    "risks:replay": ("get", lambda o: {"pk": replay_run().pk}, {"operator"}, 200),
+    "risks:replay-rules": ("get", lambda o: {"pk": replay_run().pk}, {"operator"}, 200),
     "inbox": ("get", lambda o: {}, set(PERSONAS), 200),
     "inbox-count": ("get", lambda o: {}, set(PERSONAS), 200),
     "inbox-read-all": ("post", lambda o: {}, set(PERSONAS), 302),

@@ -15,8 +15,8 @@ class Migration(migrations.Migration):
             name='ReplayRun',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateTimeField(verbose_name='from')),
-                ('period_end', models.DateTimeField(verbose_name='to')),
+                ('period_start', models.DateTimeField(verbose_name='replayed from')),
+                ('period_end', models.DateTimeField(verbose_name='replayed to')),
                 ('thresholds', models.JSONField(blank=True, default=dict, verbose_name='thresholds changed')),
                 ('orders', models.PositiveIntegerField(verbose_name='orders replayed')),
                 ('hours', models.PositiveIntegerField(verbose_name='hours replayed')),

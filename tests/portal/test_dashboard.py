@@ -434,7 +434,9 @@ def test_a_second_refresh_replaces_the_figures(history, provider_org):
     durations.refresh()
     first = set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples"))
     durations.refresh()
-    assert set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples")) == first
+    assert (
+        set(StageDuration.objects.values_list("provider_id", "carrier", "stage", "median", "p90", "samples")) == first
+    )
     assert StageDuration.objects.count() == len(first)
 
 

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, no_translations
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
@@ -73,6 +73,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--csv", help="write the losses, one row each, to this CSV file ('-' for the output)")
 
+    # The command speaks English, its table and CSV headings too, whatever the portal's language.
+    @no_translations
     def handle(self, *args, start, end, thresholds, csv, **options):
         start, end = _moment(start), _moment(end, end_of_day=True)
         now = timezone.now()
