@@ -176,17 +176,17 @@ class Forecaster:
             samples=min(f.samples for f, _own in figures),
         )
 
-    def longest(self) -> timedelta | None:
-        """The most any forecast order can have left: a bound for the rule's
-        query (orders whose deadline is further away, margin included, cannot
-        be late)."""
-        bounds = [
-            remaining.longest
-            for provider_id in {provider for provider, _stage in self.own} | {None}
-            for state in FORECAST_STATES
-            if (remaining := self.remaining(provider_id, state)) is not None
-        ]
-        return max(bounds, default=None)
+    def bounds(self) -> dict:
+        """The most an order can have left, per provider with figures of its
+        own (``None``: every other provider) and state: a bound for the
+        rule's query (an order whose deadline is further away cannot be late)."""
+        found = {}
+        for provider_id in {provider for provider, _stage in self.own} | {None}:
+            for state in FORECAST_STATES:
+                remaining = self.remaining(provider_id, state)
+                if remaining is not None:
+                    found[provider_id, state] = remaining.longest
+        return found
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
         """The forecast of an order of ``provider_id`` in ``state`` since

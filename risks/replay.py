@@ -206,7 +206,7 @@ def replay(start, end, cfg, *, progress=None) -> Report:
                 happened = knowledge.advance(moment, following)
                 if moment in days:
                     _put_figures(days[moment])
-                    knowledge.analyse()
+                knowledge.analyse()
                 ctx = rules.Context(now=following, cfg=cfg, platform_id=platform)
                 _evaluate(ctx, happened, live, cases)
                 moment = following
@@ -340,6 +340,9 @@ class _Knowledge:
         self.members = Counter()
         self.groups_made = set()
         self.synthetic = -1
+        # Orders created so far, and when the statistics were last gathered.
+        self.orders = 0
+        self.analysed = 0
 
     def advance(self, after, until) -> list[tuple]:
         """Add the events of ``(after, until]`` and fold them into their
@@ -380,6 +383,7 @@ class _Knowledge:
             orders.append(order)
             self.members[order.trade_no, order.sku] += 1
         Order.objects.bulk_create(orders, batch_size=2000)
+        self.orders += len(orders)
         groups = []
         for key, n in self.members.items():
             if n > 1 and key not in self.groups_made:
@@ -401,8 +405,24 @@ class _Knowledge:
             by_columns[names].append([*values, pk])
         with connection.cursor() as cursor:
             for names, rows in by_columns.items():
-                assignments = ", ".join(f'"{_ORDER_FIELDS[name].column}" = %s' for name in names)
-                cursor.executemany(f'UPDATE orders_order SET {assignments} WHERE "id" = %s', rows)
+                columns = [_ORDER_FIELDS[name].column for name in names]
+                if connection.vendor != "postgresql":
+                    assignments = ", ".join(f'"{column}" = %s' for column in columns)
+                    cursor.executemany(f'UPDATE orders_order SET {assignments} WHERE "id" = %s', rows)
+                    continue
+                # One statement per shape of change: the rows as a VALUES list,
+                # each value cast to its column's type (a NULL has none).
+                casts = [f"%s::{_ORDER_FIELDS[name].db_type(connection)}" for name in names] + ["%s::bigint"]
+                row = "(" + ", ".join(casts) + ")"
+                assignments = ", ".join(f'"{column}" = v."{column}"' for column in columns)
+                named = ", ".join(f'"{column}"' for column in [*columns, "id"])
+                for start in range(0, len(rows), 1000):
+                    batch = rows[start : start + 1000]
+                    cursor.execute(
+                        f"UPDATE orders_order AS o SET {assignments} "
+                        f"FROM (VALUES {', '.join([row] * len(batch))}) AS v ({named}) WHERE o.id = v.id",
+                        [value for values in batch for value in values],
+                    )
 
     def _choose(self, choices) -> None:
         for order_id, choice, at in choices:
@@ -411,10 +431,13 @@ class _Knowledge:
                 SplitGroup.objects.filter(trade_no=key[0], sku=key[1]).update(choice=choice, chosen_at=at)
 
     def analyse(self) -> None:
-        """Fresh statistics for the planner: temporary tables get none by themselves."""
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE orders_order, orders_orderevent, orders_splitgroup")
+        """Fresh statistics for the planner (temporary tables get none by
+        themselves), whenever the orders have grown by half since the last."""
+        if connection.vendor != "postgresql" or self.orders < self.analysed * 1.5 + 100:
+            return
+        self.analysed = self.orders
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE orders_order, orders_orderevent, orders_splitgroup")
 
 
 def _evaluate(ctx, happened, live, cases) -> None:

@@ -25,7 +25,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
-from orders.forecast import FORECAST_STATES, Forecaster
+from orders.forecast import Forecaster
 from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent
 from portal.choices import OrganisationKind
 from portal.models import NotificationKind, Organisation
@@ -603,13 +603,16 @@ def forecast_miss(ctx, orders=None) -> list[Hit]:
     the case resolves when the forecast recovers (a stage done fast, the
     deadline extended)."""
     forecaster = ctx.forecaster()
-    longest = forecaster.longest()
-    if longest is None:
-        return []
     margin = timedelta(hours=ctx.cfg.forecast_margin_hours)
-    # Only an order whose deadline is nearer than the longest forecast can be
-    # late: the rest are not read.
-    rows = _base(orders).filter(state__in=FORECAST_STATES, auto_confirm_at__lt=ctx.now + longest + margin)
+    # Only an order whose deadline is nearer than the most its provider can
+    # have left in its state may be late: the rest are not read.
+    bounds = forecaster.bounds()
+    own = sorted({provider for provider, _state in bounds if provider is not None})
+    near = Q(pk__in=[])
+    for (provider, state), longest in bounds.items():
+        whose = Q(provider_id=provider) if provider is not None else ~Q(provider_id__in=own)
+        near |= whose & Q(state=state, auto_confirm_at__lt=ctx.now + longest + margin)
+    rows = _base(orders).filter(near)
     hits = []
     for r in _order_rows(rows, since="state_changed_at"):
         forecast = forecaster.forecast(
