@@ -97,23 +97,43 @@ def week(merchant_org, provider_org, provider2_org, platform):
     c = _order(merchant_org, slow, 1, 100)
     _walk(
         c,
-        [(Action.SHIP, 1.2, {}), (Action.SIGN_IN, 1.5, {}), (Action.APPRAISE, 2.5, PASS)]
-        + [(Action.INSPECT, 3.5, {}), (Action.PACK, 4.5, {}), (Action.PRINT_WAYBILL, 5.5, {})]
-        + [(Action.CARRIER_PICKUP, 6, {}), (Action.CARRIER_DELIVERY, 16, {}), (Action.CONFIRM, 30, {})],
+        [
+            (Action.SHIP, 1.2, {}),
+            (Action.SIGN_IN, 1.5, {}),
+            (Action.APPRAISE, 2.5, PASS),
+            (Action.INSPECT, 3.5, {}),
+            (Action.PACK, 4.5, {}),
+            (Action.PRINT_WAYBILL, 5.5, {}),
+            (Action.CARRIER_PICKUP, 6, {}),
+            (Action.CARRIER_DELIVERY, 16, {}),
+            (Action.CONFIRM, 30, {}),
+        ],
     )
     d1 = _order(merchant_org, fast, 1, 100, trade_no="TRADE-D", sku="SKU-D")
     d2 = _order(merchant_org, fast, 5, 100, trade_no="TRADE-D", sku="SKU-D")
     d1 = _walk(d1, [(Action.SHIP, 1.2, {}), (Action.SIGN_IN, 1.5, {}), (Action.APPRAISE, 6, PASS)])
     _walk(
         d1,
-        [(Action.INSPECT, 7, {}), (Action.PACK, 8, {}), (Action.PRINT_WAYBILL, 9, {}), (Action.CARRIER_PICKUP, 10, {})]
-        + [(Action.CARRIER_DELIVERY, 15, {}), (Action.CONFIRM, 30, {})],
+        [
+            (Action.INSPECT, 7, {}),
+            (Action.PACK, 8, {}),
+            (Action.PRINT_WAYBILL, 9, {}),
+            (Action.CARRIER_PICKUP, 10, {}),
+            (Action.CARRIER_DELIVERY, 15, {}),
+            (Action.CONFIRM, 30, {}),
+        ],
     )
     _walk(
         d2,
-        [(Action.SHIP, 5.2, {}), (Action.SIGN_IN, 5.5, {}), (Action.APPRAISE, 6.5, NOT_REQUIRED)]
-        + [(Action.PRINT_WAYBILL, 7.5, {}), (Action.CARRIER_PICKUP, 10.5, {})]
-        + [(Action.CARRIER_DELIVERY, 15.5, {}), (Action.CONFIRM, 30, {})],
+        [
+            (Action.SHIP, 5.2, {}),
+            (Action.SIGN_IN, 5.5, {}),
+            (Action.APPRAISE, 6.5, NOT_REQUIRED),
+            (Action.PRINT_WAYBILL, 7.5, {}),
+            (Action.CARRIER_PICKUP, 10.5, {}),
+            (Action.CARRIER_DELIVERY, 15.5, {}),
+            (Action.CONFIRM, 30, {}),
+        ],
     )
     expiry.apply_deadlines(now=at(100))
     return {"a": a, "b": b, "c": c, "d1": d1, "d2": d2}
@@ -197,11 +217,8 @@ def test_the_command_prints_the_table_writes_the_csv_and_keeps_the_run(week, tmp
     out_csv = tmp_path / "losses.csv"
     before = _live()
     out = io.StringIO()
-    call_command(
-        "replay",
-        "--from", W0.isoformat(), "--to", at(168).isoformat(), "--thresholds", str(settings_file), "--csv", str(out_csv),
-        stdout=out,
-    )  # fmt: skip
+    period = ["--from", W0.isoformat(), "--to", at(168).isoformat()]
+    call_command("replay", *period, "--thresholds", str(settings_file), "--csv", str(out_csv), stdout=out)
     assert _live() == before
     text = out.getvalue()
     assert "Forecast to miss the deadline" in text
