@@ -182,3 +182,28 @@ def replay_run(report=None, **fields):
     }
     values.update(fields)
     return ReplayRun.objects.create(**values)
+
+
+def walk(order, steps, base):
+    """Take ``order`` through ``steps`` ((action, hours after ``base``,
+    parameters)) at those past moments, as its merchant ships, its provider
+    works, the carrier scans (``params["carrier"]``, SF by default) and the
+    platform confirms; returns the order as it then is."""
+    provider = workflow.Actor.of_organisation(order.provider, EventSource.WEB)
+    merchant = workflow.Actor.of_organisation(order.merchant, EventSource.WEB)
+    for action, hours, params in steps:
+        when = base + timedelta(hours=hours)
+        if action in (Action.CARRIER_PICKUP, Action.CARRIER_DELIVERY):
+            status = ScanStatus.PICKED_UP if action == Action.CARRIER_PICKUP else ScanStatus.DELIVERED
+            by = params.get("carrier", "SF")
+            carrier.record_scan(carrier=by, tracking_no=order.waybill_no, status=status, occurred_at=when)
+            order.refresh_from_db()
+        elif action == Action.SHIP:
+            order = workflow.perform(
+                order, action, merchant, occurred_at=when, carrier="SF", tracking_no=f"SF{order.pk:08d}"
+            )
+        elif action == Action.CONFIRM:
+            order = workflow.perform(order, action, platform_actor(), occurred_at=when)
+        else:
+            order = workflow.perform(order, action, provider, occurred_at=when, **params)
+    return order

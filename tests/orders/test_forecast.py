@@ -6,16 +6,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orders import carrier, durations, workflow
-from orders.choices import Action, AppraisalResult, OrderState, ScanStatus
+from orders import durations, workflow
+from orders.choices import Action, AppraisalResult, OrderState
 from orders.forecast import Forecaster
 from orders.models import StageDuration
-from portal.choices import EventSource
 from portal.models import Notification
 from risks import sweep
 from risks.choices import Rule
 from risks.models import RiskCase
-from tests.factories import new_order, platform_actor
+from tests.factories import new_order, platform_actor, walk
 
 S = OrderState
 NOW = timezone.now().replace(microsecond=0)
@@ -77,28 +76,6 @@ def test_no_forecast_without_a_figure_or_before_sign_in():
 # --- from the events --------------------------------------------------------------
 
 
-def _walk(order, steps, base):
-    provider = workflow.Actor.of_organisation(order.provider, EventSource.WEB)
-    merchant = workflow.Actor.of_organisation(order.merchant, EventSource.WEB)
-    for action, hours, params in steps:
-        when = base + h(hours)
-        if action in (Action.CARRIER_PICKUP, Action.CARRIER_DELIVERY):
-            status = ScanStatus.PICKED_UP if action == Action.CARRIER_PICKUP else ScanStatus.DELIVERED
-            carrier.record_scan(
-                carrier=params["carrier"], tracking_no=order.waybill_no, status=status, occurred_at=when
-            )
-            order.refresh_from_db()
-        elif action == Action.SHIP:
-            order = workflow.perform(
-                order, action, merchant, occurred_at=when, carrier="SF", tracking_no=f"SF{order.pk:08d}"
-            )
-        elif action == Action.CONFIRM:
-            order = workflow.perform(order, action, platform_actor(), occurred_at=when)
-        else:
-            order = workflow.perform(order, action, provider, occurred_at=when, **params)
-    return order
-
-
 def finished(merchant, provider, base, stage_hours, transit, by="SF"):
     """An order through the whole flow from ``base``: each provider stage ``stage_hours``, the journey ``transit``."""
     order = new_order(merchant, provider, paid_at=base - h(2), auto_confirm_at=base + h(500))
@@ -114,7 +91,7 @@ def finished(merchant, provider, base, stage_hours, transit, by="SF"):
         t += stage_hours
         steps.append((action, t, params))
     steps.append((Action.CARRIER_DELIVERY, t + transit, {"carrier": by}))
-    return _walk(order, steps, base)
+    return walk(order, steps, base)
 
 
 @pytest.fixture
@@ -176,7 +153,7 @@ def test_forecast_miss_opens_before_the_stall_on_a_slow_providers_order_only(
     fast = new_order(merchant_org, provider_org, paid_at=NOW - h(2), auto_confirm_at=NOW + h(100))
     slow = new_order(merchant_org, provider2_org, paid_at=NOW - h(2), auto_confirm_at=NOW + h(100))
     for order in (fast, slow):
-        _walk(order, [(Action.SHIP, -1, {}), (Action.SIGN_IN, 0, {})], NOW)
+        walk(order, [(Action.SHIP, -1, {}), (Action.SIGN_IN, 0, {})], NOW)
 
     sweep.run_sweep(NOW + h(1))
     live = {(c.rule, c.order_id) for c in RiskCase.objects.live()}
@@ -195,7 +172,7 @@ def test_forecast_miss_opens_before_the_stall_on_a_slow_providers_order_only(
 def test_the_forecast_case_resolves_itself_when_the_forecast_recovers(paces, thresholds, merchant_org, provider2_org):
     durations.refresh(NOW)
     slow = new_order(merchant_org, provider2_org, paid_at=NOW - h(2), auto_confirm_at=NOW + h(100))
-    slow = _walk(slow, [(Action.SHIP, -1, {}), (Action.SIGN_IN, 0, {})], NOW)
+    slow = walk(slow, [(Action.SHIP, -1, {}), (Action.SIGN_IN, 0, {})], NOW)
     sweep.run_sweep(NOW + h(1))
     assert RiskCase.objects.live().filter(rule=Rule.FORECAST_MISS).exists()
     # The platform extends the deadline by five days: expected well before it now.

@@ -10,14 +10,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from orders import carrier, expiry, workflow
-from orders.choices import Action, AppraisalResult, OrderState, ScanStatus
+from orders import expiry
+from orders.choices import Action, AppraisalResult, OrderState
 from orders.models import FeeCharge, Order, OrderEvent, SplitGroup, StageDuration
-from portal.choices import EventSource
 from risks import replay
 from risks.choices import Rule
 from risks.models import CaseEvent, Escalation, ReplayRun, RiskCase
-from tests.factories import new_order, platform_actor
+from tests.factories import new_order, walk
 
 S = OrderState
 # The replayed week starts here: an hour boundary well in the past.
@@ -35,23 +34,7 @@ def at(hours):
 
 def _walk(order, steps):
     """Take ``order`` through ``steps``: (action, hours after W0, parameters)."""
-    provider = workflow.Actor.of_organisation(order.provider, EventSource.WEB)
-    merchant = workflow.Actor.of_organisation(order.merchant, EventSource.WEB)
-    for action, hours, params in steps:
-        when = at(hours)
-        if action in (Action.CARRIER_PICKUP, Action.CARRIER_DELIVERY):
-            status = ScanStatus.PICKED_UP if action == Action.CARRIER_PICKUP else ScanStatus.DELIVERED
-            carrier.record_scan(carrier="SF", tracking_no=order.waybill_no, status=status, occurred_at=when)
-            order.refresh_from_db()
-        elif action == Action.SHIP:
-            order = workflow.perform(
-                order, action, merchant, occurred_at=when, carrier="SF", tracking_no=f"SF{order.pk:08d}"
-            )
-        elif action == Action.CONFIRM:
-            order = workflow.perform(order, action, platform_actor(), occurred_at=when)
-        else:
-            order = workflow.perform(order, action, provider, occurred_at=when, **params)
-    return order
+    return walk(order, steps, W0)
 
 
 def _order(merchant, provider, paid, deadline, **fields):
