@@ -314,16 +314,12 @@ def _shadow(scope, end) -> None:
 
 
 def _put_figures(rows) -> None:
-    """The stage durations as they were at the start of the replayed day."""
+    """The stage durations as they were at the start of the replayed day
+    (``durations.figures``: unsaved rows, each day's written once)."""
     from orders.models import StageDuration
 
     StageDuration.objects.all().delete()
-    StageDuration.objects.bulk_create(
-        StageDuration(**{name: getattr(row, name) for name in _FIGURE_FIELDS}) for row in rows
-    )
-
-
-_FIGURE_FIELDS = ("provider_id", "carrier", "stage", "median", "p90", "samples", "window", "computed_at")
+    StageDuration.objects.bulk_create(rows)
 
 
 def _to_time(value) -> datetime.datetime:
