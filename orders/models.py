@@ -154,6 +154,18 @@ class Order(models.Model):
             models.Index(fields=["id", "provider", "merchant"], name="order_parties"),
             models.Index(fields=["provider", "state", "auto_confirm_at"], name="order_provider_state"),
             models.Index(fields=["merchant", "state", "auto_confirm_at"], name="order_merchant_state"),
+            # The lists' first page (open orders, nearest deadline first, the
+            # key breaking ties) read in order from the index, for a provider's
+            # and a merchant's people; the platform's has ``order_open_deadline``.
+            models.Index(fields=["provider", "auto_confirm_at", "id"], condition=_open, name="order_provider_open"),
+            models.Index(fields=["merchant", "auto_confirm_at", "id"], condition=_open, name="order_merchant_open"),
+            # The worklists' tab counts (``orders.worklists.counts``), from the
+            # index alone: they grow with the provider's open work, not its history.
+            models.Index(
+                fields=["provider", "state", "flow_blocked", "appraisal_result", "inbound_delivered_at"],
+                condition=_open,
+                name="order_provider_work",
+            ),
             # The deadline sweep reads only open orders by deadline.
             models.Index(fields=["auto_confirm_at"], condition=_open, name="order_open_deadline"),
             models.Index(fields=["state", "state_changed_at"], condition=_open, name="order_open_state_age"),
@@ -274,6 +286,13 @@ class OrderEvent(models.Model):
         verbose_name = _("order event")
         verbose_name_plural = _("order events")
         constraints = [models.UniqueConstraint(fields=["order", "seq"], name="order_event_seq_unique")]
+        indexes = [
+            # The few offline shipments among millions of events, which the
+            # sweep's ``offline_shipment`` rule reads every run.
+            models.Index(
+                fields=["order", "seq"], condition=Q(action=Action.OFFLINE_SHIPMENT), name="order_event_offline"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.order_id}#{self.seq} {self.action}"
