@@ -406,15 +406,16 @@ def _plain(value):
     return value if isinstance(value, int | float | str | bool) or value is None else str(value)
 
 
+def waiting_for_reminder(now) -> QuerySet:
+    """Live escalations nobody took, past their first-response time."""
+    return Escalation.objects.live().filter(assignee__isnull=True, first_response_due_at__lte=now)
+
+
 def remind_unassigned(now, every_hours) -> int:
     """Unassigned escalations past their first-response time remind the operators,
     once per interval (the interval's number is in the cause, so a second sweep
     in the same interval adds nothing)."""
-    waiting = list(
-        Escalation.objects.live()
-        .filter(assignee__isnull=True, first_response_due_at__lte=now)
-        .select_related("order")[:1000]
-    )
+    waiting = list(waiting_for_reminder(now).select_related("order")[:1000])
     interval = timedelta(hours=every_hours)
     due = []
     for escalation in waiting:

@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
 from orders.forecast import Forecaster
-from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent
+from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent, SplitGroup
 from portal.choices import OrganisationKind
 from portal.models import NotificationKind, Organisation
 from risks.choices import GROUP_RULES, EscalationCategory, Rule, Severity
@@ -52,6 +52,12 @@ class RuleSpec:
 
     code: Rule
     evaluate: Callable
+    # ``reads(ctx, orders=None)``: the rows the rule's hits come from, as a
+    # queryset, before anything is decided in Python. No row, no hit: the
+    # sweep asks whether any rule has a row, in one statement, before it
+    # evaluates any (``risks.sweep``), so a sweep with nothing due costs a
+    # few queries whatever the size of the history.
+    reads: Callable
     # Whose case it is: an organisation kind, or one per order state.
     owner: str | Mapping[str, str]
     # The severity of its cases; a rule may raise it for one hit.
@@ -234,21 +240,24 @@ def _order_hit(ctx, rule, row, *, fingerprint, severity=None, money=None, detail
     )
 
 
-def pending_sign_in(ctx, orders=None) -> list[Hit]:
-    """Parcels at the provider, unsigned for longer than the threshold and not
-    verified within it (a verification is due again each threshold)."""
+def _pending_sign_in_rows(ctx, orders=None):
     threshold = timedelta(hours=ctx.cfg.pending_sign_in_hours)
     verified = OrderEvent.objects.filter(
         order=OuterRef("pk"), action=Action.VERIFY_PENDING, occurred_at__gt=ctx.now - threshold
     )
-    rows = (
+    return (
         _base(orders)
         .pending_sign_in()
         .annotate(arrived_at=ARRIVED_AT)
         .filter(arrived_at__lte=ctx.now - threshold)
         .exclude(Exists(verified))
     )
-    rows = _order_rows(rows, arrived="arrived_at")
+
+
+def pending_sign_in(ctx, orders=None) -> list[Hit]:
+    """Parcels at the provider, unsigned for longer than the threshold and not
+    verified within it (a verification is due again each threshold)."""
+    rows = _order_rows(_pending_sign_in_rows(ctx, orders), arrived="arrived_at")
     high_before = ctx.now + timedelta(hours=ctx.cfg.pending_sign_in_high_within_hours)
     return [
         _order_hit(
@@ -264,13 +273,15 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
     ]
 
 
+def _flow_blocked_rows(ctx, orders=None):
+    return _base(orders).filter(flow_blocked=True, state__in=_open_states)
+
+
 def flow_blocked(ctx, orders=None) -> list[Hit]:
     """Open orders whose provider reported the online flow blocked."""
     reported = OrderEvent.objects.filter(order=OuterRef("pk"), action=Action.REPORT_BLOCKED).values("order")
-    rows = (
-        _base(orders)
-        .filter(flow_blocked=True, state__in=_open_states)
-        .annotate(reported_seq=Subquery(reported.annotate(m=Max("seq")).values("m")[:1]))
+    rows = _flow_blocked_rows(ctx, orders).annotate(
+        reported_seq=Subquery(reported.annotate(m=Max("seq")).values("m")[:1])
     )
     rows = _order_rows(rows, "blocked_stage", "reported_seq")
     return [
@@ -285,15 +296,20 @@ def flow_blocked(ctx, orders=None) -> list[Hit]:
     ]
 
 
+def _offline_shipment_rows(ctx, orders=None):
+    # The offline shipments are read from their own partial index
+    # (``order_event_offline``), not from the whole event log.
+    events = OrderEvent.objects.filter(action=Action.OFFLINE_SHIPMENT, order__state__in=_open_states)
+    return events if orders is None else events.filter(order__in=orders)
+
+
 def offline_shipment(ctx, orders=None) -> list[Hit]:
     """Open orders a carrier reported moving under a number that is not their
     online waybill. Once the order is finished its case closes, the loss (if
     any) on record in the case."""
-    events = OrderEvent.objects.filter(action=Action.OFFLINE_SHIPMENT, order__state__in=_open_states)
-    if orders is not None:
-        events = events.filter(order__in=orders)
     rows = (
-        events.values("order_id")
+        _offline_shipment_rows(ctx, orders)
+        .values("order_id")
         .annotate(last_seq=Max("seq"), scans=Count("pk"))
         .values(
             "order_id",
@@ -530,27 +546,34 @@ def duplicate_logistics_fee(ctx, orders=None) -> list[Hit]:
     ]
 
 
-def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
-    """ "No appraisal needed" orders of a split group that will never be confirmed:
-    no waybill long after appraisal, or a waybill nobody picked up."""
-    groups = {(g.trade_no, g.sku) for g in group_rows(ctx) if g.open_orders}
-    if not groups:
-        return []
+def _open_groups(ctx, orders=None):
+    """The split groups the group rules read (``group_rows``): those not yet closed."""
+    return SplitGroup.objects.filter(closed_at__isnull=True)
+
+
+def _unconfirmable_rows(ctx, orders=None):
     before = ctx.now - timedelta(hours=ctx.cfg.unconfirmable_hours)
     # The clock runs from the appraisal, however many steps came after it.
     appraised = OrderEvent.objects.filter(order=OuterRef("pk"), action=Action.APPRAISE).order_by("-seq")
-    # Every such order (a short partial index, ``order_kept_unshipped``), then
-    # those of the groups read.
-    rows = (
+    # Every such order (a short partial index, ``order_kept_unshipped``) whose
+    # split group is still open, joined in SQL: a kept order is open, so its
+    # group has an open order until the sweep closes it.
+    group = _open_groups(ctx).filter(trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
+    return (
         _base(orders)
         .filter(KEPT_UNSHIPPED)
+        .filter(Exists(group))
         .annotate(appraised_at=Subquery(appraised.values("occurred_at")[:1]))
         .filter(
             Q(state__in=[S.APPRAISED, S.INSPECTED, S.PACKED], waybill_no="", appraised_at__lte=before)
             | Q(state=S.WAYBILL_PRINTED, waybill_printed_at__lte=before)
         )
     )
-    rows = _order_rows(rows)
+
+
+def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
+    """ "No appraisal needed" orders of a split group that will never be confirmed:
+    no waybill long after appraisal, or a waybill nobody picked up."""
     return [
         _order_hit(
             ctx,
@@ -558,14 +581,17 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
             r,
             fingerprint=r["state"],
         )
-        for r in rows
-        if (r["trade_no"], r["sku"]) in groups
+        for r in _order_rows(_unconfirmable_rows(ctx, orders))
     ]
+
+
+def _stalled_rows(ctx, orders=None):
+    return _base(orders).over_sla(ctx.cfg.sla(), ctx.now)
 
 
 def stalled(ctx, orders=None) -> list[Hit]:
     """Orders in one state longer than its SLA; each state has its owner."""
-    rows = _order_rows(_base(orders).over_sla(ctx.cfg.sla(), ctx.now), since="state_changed_at")
+    rows = _order_rows(_stalled_rows(ctx, orders), since="state_changed_at")
     return [
         _order_hit(
             ctx,
@@ -578,11 +604,14 @@ def stalled(ctx, orders=None) -> list[Hit]:
     ]
 
 
+def _deadline_at_risk_rows(ctx, orders=None):
+    soon = ctx.now + timedelta(hours=ctx.cfg.deadline_at_risk_hours)
+    return _base(orders).filter(state__in=_open_states, auto_confirm_at__lte=soon).exclude(state=S.DELIVERED)
+
+
 def deadline_at_risk(ctx, orders=None) -> list[Hit]:
     """Orders not yet delivered whose confirmation deadline is close: a loss in the making."""
-    soon = ctx.now + timedelta(hours=ctx.cfg.deadline_at_risk_hours)
-    rows = _base(orders).filter(state__in=_open_states, auto_confirm_at__lte=soon).exclude(state=S.DELIVERED)
-    rows = _order_rows(rows)
+    rows = _order_rows(_deadline_at_risk_rows(ctx, orders))
     return [
         _order_hit(
             ctx,
@@ -595,6 +624,19 @@ def deadline_at_risk(ctx, orders=None) -> list[Hit]:
     ]
 
 
+def _forecast_miss_rows(ctx, orders=None):
+    # Only an order whose deadline is nearer than the most its provider can
+    # have left in its state may be late: the rest are not read.
+    margin = timedelta(hours=ctx.cfg.forecast_margin_hours)
+    bounds = ctx.forecaster().bounds()
+    own = sorted({provider for provider, _state in bounds if provider is not None})
+    near = Q(pk__in=[])
+    for (provider, state), longest in bounds.items():
+        whose = Q(provider_id=provider) if provider is not None else ~Q(provider_id__in=own)
+        near |= whose & Q(state=state, auto_confirm_at__lt=ctx.now + longest + margin)
+    return _base(orders).filter(near)
+
+
 def forecast_miss(ctx, orders=None) -> list[Hit]:
     """Orders signed for whose expected delivery (``orders.forecast``: what is
     left of the provider's stages and the journey, at their 90th
@@ -603,18 +645,8 @@ def forecast_miss(ctx, orders=None) -> list[Hit]:
     the case resolves when the forecast recovers (a stage done fast, the
     deadline extended)."""
     forecaster = ctx.forecaster()
-    margin = timedelta(hours=ctx.cfg.forecast_margin_hours)
-    # Only an order whose deadline is nearer than the most its provider can
-    # have left in its state may be late: the rest are not read.
-    bounds = forecaster.bounds()
-    own = sorted({provider for provider, _state in bounds if provider is not None})
-    near = Q(pk__in=[])
-    for (provider, state), longest in bounds.items():
-        whose = Q(provider_id=provider) if provider is not None else ~Q(provider_id__in=own)
-        near |= whose & Q(state=state, auto_confirm_at__lt=ctx.now + longest + margin)
-    rows = _base(orders).filter(near)
     hits = []
-    for r in _order_rows(rows, since="state_changed_at"):
+    for r in _order_rows(_forecast_miss_rows(ctx, orders), since="state_changed_at"):
         forecast = forecaster.forecast(
             provider_id=r["provider_id"], state=r["state"], since=r["since"], deadline=r["deadline"], now=ctx.now
         )
@@ -651,6 +683,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.PENDING_SIGN_IN,
         evaluate=pending_sign_in,
+        reads=_pending_sign_in_rows,
         owner=PROVIDER,
         severity=Severity.MEDIUM,  # high within pending_sign_in_high_within_hours of the deadline
         response_hours=12,
@@ -665,6 +698,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.FLOW_BLOCKED,
         evaluate=flow_blocked,
+        reads=_flow_blocked_rows,
         owner=PLATFORM,
         severity=Severity.HIGH,
         response_hours=4,
@@ -679,6 +713,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.OFFLINE_SHIPMENT,
         evaluate=offline_shipment,
+        reads=_offline_shipment_rows,
         owner=PLATFORM,
         severity=Severity.CRITICAL,
         response_hours=4,
@@ -694,6 +729,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.SPLIT_ORDER,
         evaluate=split_order,
+        reads=_open_groups,
         # The provider contacts the merchant, who chooses (``orders.splits``).
         owner=PROVIDER,
         severity=Severity.MEDIUM,
@@ -707,6 +743,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.DUPLICATE_APPRAISAL_FEE,
         evaluate=duplicate_appraisal_fee,
+        reads=_open_groups,
         owner=PROVIDER,
         severity=Severity.CRITICAL,
         response_hours=12,
@@ -719,6 +756,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.DUPLICATE_LOGISTICS_FEE,
         evaluate=duplicate_logistics_fee,
+        reads=_open_groups,
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,
@@ -731,6 +769,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.UNCONFIRMABLE_SPLIT_ORDER,
         evaluate=unconfirmable_split_order,
+        reads=_unconfirmable_rows,
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,
@@ -744,6 +783,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.FORECAST_MISS,
         evaluate=forecast_miss,
+        reads=_forecast_miss_rows,
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,
@@ -759,6 +799,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.STALLED,
         evaluate=stalled,
+        reads=_stalled_rows,
         owner=MappingProxyType(
             {
                 S.AWAITING_SHIPMENT: MERCHANT,
@@ -790,6 +831,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.DEADLINE_AT_RISK,
         evaluate=deadline_at_risk,
+        reads=_deadline_at_risk_rows,
         # The merchant and the provider are told at once as well (``risks.sweep``).
         owner=PLATFORM,
         severity=Severity.HIGH,

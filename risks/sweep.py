@@ -31,6 +31,7 @@ from operator import attrgetter
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -65,14 +66,40 @@ class Summary:
 def run_sweep(now=None) -> Summary:
     """One sweep now; returns what it opened, resolved and escalated, per rule."""
     now = now or timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
     with _planned_without_jit(), _collecting_garbage_after():
-        summary = _sweep(now)
+        summary = _sweep(ctx) if anything_due(ctx) else Summary()
     logger.info("risk sweep: %s", summary.line())
     return summary
 
 
-def _sweep(now) -> Summary:
-    ctx = rules.Context.build(now, RiskSettings.current())
+def anything_due(ctx) -> bool:
+    """Whether the sweep has anything to do, asked in one statement: a live
+    case (to resolve, escalate or carry on), an escalation waiting for its
+    reminder, or a row some rule reads (``RuleSpec.reads``: every hit comes
+    from one, and the group rules read the split groups not yet closed, which
+    is also what the sweep closes). False means a full sweep would write
+    nothing, and it is skipped."""
+    checks = [
+        RiskCase.objects.filter(status__in=LIVE),
+        escalations.waiting_for_reminder(ctx.now),
+        *(spec.reads(ctx) for spec in rules.RULES.values()),
+    ]
+    parts, params = [], []
+    for queryset in checks:
+        try:
+            sql, values = queryset.order_by().values("pk")[:1].query.sql_with_params()
+        except EmptyResultSet:
+            continue  # a rule that can read nothing now (no forecast figures yet)
+        parts.append(f"EXISTS ({sql})")
+        params.extend(values)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + (" OR ".join(parts) or "FALSE"), params)
+        return bool(cursor.fetchone()[0])
+
+
+def _sweep(ctx) -> Summary:
+    now = ctx.now
     summary = Summary()
     live = _live_cases()
     fresh = {}

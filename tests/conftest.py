@@ -211,3 +211,30 @@ def cache_of_its_own(worker_id):
     location = default["LOCATION"][: found.start()] + f"/{database}"
     with override_settings(CACHES={**django_settings.CACHES, "default": {**default, "LOCATION": location}}):
         yield
+
+
+@pytest.fixture(autouse=True)
+def sweeps_skipped_only_when_nothing_is_due(monkeypatch):
+    """Every sweep of every test that the one-statement probe skips is checked
+    against what the full sweep would have found: no rule has a hit, no case
+    is live, no escalation waits, no split group is left to close. Yields the
+    probe itself, for a test that counts a skipped sweep's queries."""
+    from risks import escalations, rules, sweep
+    from risks.choices import LIVE_STATUSES
+    from risks.models import RiskCase
+
+    probe = sweep.anything_due
+
+    def checked(ctx):
+        due = probe(ctx)
+        if not due:
+            found = {code: spec.evaluate(ctx) for code, spec in rules.RULES.items()}
+            assert not any(found.values()), f"the probe missed {found}"
+            assert not rules.group_rows(ctx), "the probe missed a split group to close"
+            assert not RiskCase.objects.filter(status__in=list(LIVE_STATUSES)).exists()
+            assert not escalations.waiting_for_reminder(ctx.now).exists()
+            ctx.groups = None
+        return due
+
+    monkeypatch.setattr(sweep, "anything_due", checked)
+    return probe

@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from orders.choices import OrderState
 from orders.models import Order
+from risks import rules, sweep
 from risks.choices import Rule
-from risks.models import CaseEvent, Escalation, RiskCase
+from risks.models import CaseEvent, Escalation, RiskCase, RiskSettings
 from risks.sweep import run_sweep
 from risks.tasks import run_sweep as sweep_task
 from tests.factories import new_order
@@ -139,3 +140,31 @@ def test_a_group_that_gains_an_open_order_during_the_sweep_stays_open(merchant_o
 
     run_sweep()  # read afresh, the group has an open order and stays in view
     assert SplitGroup.objects.get(trade_no="T-LATE").closed_at is None
+
+
+def test_a_sweep_with_nothing_due_asks_once_and_stops(
+    merchant_org, provider_org, platform, monkeypatch, sweeps_skipped_only_when_nothing_is_due
+):
+    # Fresh open orders and many finished ones: nothing stuck, no case live.
+    now = timezone.now()
+    bulk_orders(merchant_org, provider_org, 40, 0, now)
+    Order.objects.filter(pk__in=Order.objects.values("pk")[:30]).update(state=S.COMPLETED)
+    assert run_sweep(now).line() == "opened 0, resolved 0, escalated 0"
+    # Counted without the suite's check of the skip (which runs every rule).
+    monkeypatch.setattr(sweep, "anything_due", sweeps_skipped_only_when_nothing_is_due)
+    with CaptureQueriesContext(connection) as queries:
+        summary = run_sweep(now + timedelta(minutes=5))
+    assert summary.line() == "opened 0, resolved 0, escalated 0"
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SET jit", "RESET jit"))]
+    # The thresholds, the platform, the stage durations (forecast_miss reads
+    # only orders its figures can make late), and the probe.
+    assert len(statements) == 4, statements
+    assert RiskCase.objects.count() == 0
+
+
+def test_the_probe_sees_each_kind_of_work(merchant_org, provider_org, platform):
+    now = timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    assert not sweep.anything_due(ctx)
+    bulk_orders(merchant_org, provider_org, 3, 1, now)
+    assert sweep.anything_due(ctx)
