@@ -19,7 +19,7 @@ from orders import carrier, errors, workflow, worklists
 from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
-from orders.models import CarrierScan, Order
+from orders.models import CarrierScan, Order, in_split_group
 from portal.api import IDEMPOTENCY_HEADER, ById, ErrorSerializer, actor_for, error_body, error_responses, idempotent
 from portal.api_auth import HasOrganisation, WindowRateThrottle
 from portal.models import CarrierIntegration
@@ -159,7 +159,11 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """Take ``step`` on the order with the body's parameters (``s.body_of``),
         from the version in If-Match or else the one just read. A retry with the
         same Idempotency-Key gets the first answer."""
-        order = get_object_or_404(_visible(request).select_related("merchant", "provider"), order_no=order_no)
+        # Read with what the answer shows besides the order's own row (its
+        # organisations, whether it is in a split group: a step changes
+        # neither), so the answer is built without reading again.
+        visible = _visible(request).select_related("merchant", "provider").annotate(in_split_group=in_split_group())
+        order = get_object_or_404(visible, order_no=order_no)
         body = s.body_of(step)(data=request.data if request.data is not None else {})
         body.is_valid(raise_exception=True)
         expected = request.headers.get("If-Match", "").strip('"')
@@ -172,6 +176,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             expected_version=int(expected) if expected else order.version,
             **body.validated_data,
         )
+        moved.merchant, moved.provider, moved.in_split_group = order.merchant, order.provider, order.in_split_group
         return Response(s.OrderSerializer(moved, context={"request": request}).data)
 
     @_step(Action.SHIP)

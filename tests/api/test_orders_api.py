@@ -467,3 +467,34 @@ def test_unblock_through_the_api_lets_the_waybill_print(api, keys, merchant_org,
     assert unblocked.status_code == 200 and unblocked.json()["flow_blocked"] is False
     printed = act(api.as_key(keys["provider"]), packed.order_no, "print-waybill")
     assert printed.json()["state"] == "waybill_printed"
+
+
+@pytest.mark.parametrize(
+    ("start", "path", "data"),
+    [(OrderState.ARRIVED, "sign-in", {}), (OrderState.SIGNED_IN, "appraise", {"result": "pass"})],
+)
+def test_a_single_action_answers_from_what_its_transaction_read(
+    api, keys, merchant_org, provider_org, start, path, data
+):
+    """The key, the order with its organisations and split group, then the
+    step's own lock, update, event and risk check: nothing read again to
+    build the answer, whether the order is alone or in a split group."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api.as_key(keys["provider"])
+    client.get("/api/v1/orders/", {"page_size": 1})  # the key's first use is recorded once
+    grouped = advance(new_order(merchant_org, provider_org, trade_no="T-PAIR"), start)
+    new_order(merchant_org, provider_org, trade_no="T-PAIR")
+    alone = advance(new_order(merchant_org, provider_org), start)
+    counts = []
+    for order in (alone, grouped):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(f"/api/v1/orders/{order.order_no}/{path}/", data, format="json")
+        assert response.status_code == 200, response.json()
+        body = response.json()
+        assert (body["merchant"], body["provider"]) == ("M-1", "P-1")
+        assert body["in_split_group"] is (order is grouped)
+        assert body["version"] == order.version + 1
+        counts.append(len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]))
+    assert counts[0] <= 6, counts
