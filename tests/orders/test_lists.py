@@ -210,6 +210,21 @@ def test_list_pages_use_the_same_few_queries_at_any_page_size(client, personas, 
     assert counts[0] == counts[1] <= 8, counts
 
 
+@pytest.mark.parametrize("slug", [w.slug for w in worklists.WORKLISTS])
+def test_api_worklists_use_the_same_few_queries_at_any_page_size(api, keys, busy, slug):
+    client = api.as_key(keys["provider"])
+    client.get("/api/v1/orders/", {"page_size": 1})  # a key's first request records its use; the next ones do not
+    counts, shown = [], []
+    for size in (5, 100):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(f"/api/v1/worklists/{slug}/", {"page_size": size})
+        assert response.status_code == 200
+        counts.append(len(queries))
+        shown.append(len(response.json()["results"]))
+    assert shown[0] == 5 < shown[1], shown
+    assert counts[0] == counts[1] <= 4, counts
+
+
 @pytest.mark.parametrize("persona", ["merchant", "operator"])
 def test_order_lists_start_with_open_orders_nearest_deadline_first(
     client, personas, merchant_org, provider_org, persona
