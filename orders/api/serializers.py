@@ -99,6 +99,10 @@ class EventSerializer(serializers.ModelSerializer):
         return None
 
 
+# Fields whose rendering of a value read from the database is the value itself.
+_AS_STORED = (serializers.CharField, serializers.ChoiceField, serializers.IntegerField, serializers.BooleanField)
+
+
 class OrderSerializer(serializers.ModelSerializer):
     """An order as integrations see it: every field of SPEC §2, organisations by code."""
 
@@ -161,6 +165,51 @@ class OrderSerializer(serializers.ModelSerializer):
         if hasattr(order, "in_split_group"):
             return bool(order.in_split_group)
         return order.split_group_orders().exclude(pk=order.pk).exists()
+
+    def to_representation(self, order):
+        """The order as the declared fields render it, in one pass: a page of
+        orders otherwise spends most of its time in the per-field calls of the
+        generic path (each field's attribute lookup, the buyer masked three
+        times). Times and amounts still go through their fields, so their
+        format is the fields' own; a test holds both paths equal."""
+        plan = self._lean_plan()
+        buyer = self._buyer(order)
+        out = {}
+        for name, how, field in plan:
+            if how == "buyer":
+                out[name] = buyer[name.removeprefix("buyer_")]
+            elif how == "code":
+                out[name] = getattr(order, name).code
+            elif how == "method":
+                out[name] = self.get_in_split_group(order)
+            else:
+                value = getattr(order, name) if how != "generic" else field.get_attribute(order)
+                out[name] = None if value is None else (value if how == "value" else field.to_representation(value))
+        return out
+
+    def _lean_plan(self):
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            plan = []
+            for name, field in self.fields.items():
+                if field.write_only:
+                    continue
+                if name.startswith("buyer_"):
+                    how = "buyer"
+                elif isinstance(field, serializers.SlugRelatedField):
+                    how = "code"
+                elif isinstance(field, serializers.SerializerMethodField):
+                    how = "method"
+                elif isinstance(field, _AS_STORED) and field.source == name:
+                    # A string, number or flag is rendered as the database gives it.
+                    how = "value"
+                elif isinstance(field, serializers.DateTimeField | serializers.DecimalField) and field.source == name:
+                    how = "field"
+                else:
+                    how = "generic"
+                plan.append((name, how, field))
+            self._plan = plan
+        return plan
 
 
 class OrderDetailSerializer(OrderSerializer):
