@@ -1,7 +1,6 @@
 from urllib.parse import urlencode
 
 import django_tables2 as tables
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -11,12 +10,13 @@ from orders.choices import OPEN_STATES
 from orders.forecast import FORECAST_STATES, Forecaster
 from orders.models import Order
 from portal.formatting import countdown, deadline_class, duration, forecast_against_deadline, money, why_no_forecast
+from portal.tables import Table, UrlPattern
 from risks.models import attach_live_cases
 
 SEVERITY_BADGE = {"medium": "text-bg-warning", "high": "text-bg-danger", "critical": "text-bg-dark"}
 
 
-class OrderTable(tables.Table):
+class OrderTable(Table):
     """Every order list: worklists, my orders, all orders. Row data comes from
     ``Order.objects.for_lists()``; nothing here queries per row."""
 
@@ -27,7 +27,9 @@ class OrderTable(tables.Table):
         exclude_from_export=True,
     )
     order_no = tables.Column(verbose_name=_("Order"))
-    auto_confirm_at = tables.Column(verbose_name=_("Deadline"))
+    # Ties broken by the key, so paging is stable and the first page is read
+    # in order from the lists' indexes (``order_provider_open`` and its kin).
+    auto_confirm_at = tables.Column(verbose_name=_("Deadline"), order_by=("auto_confirm_at", "id"))
     expected = tables.Column(
         empty_values=(),
         verbose_name=_("Expected delivery"),
@@ -85,6 +87,8 @@ class OrderTable(tables.Table):
         # Links from a worklist keep it, so the order page can lead on to
         # the next order of the same list.
         self.worklist = worklist
+        self._worklist_query = "?" + urlencode({"worklist": worklist}) if worklist else ""
+        self._detail_url = UrlPattern("orders:detail", "order_no")
         # Whether the table shows each order's expected delivery.
         self.show_forecasts = forecasts
         self.forecasts = {}
@@ -101,9 +105,7 @@ class OrderTable(tables.Table):
         return {record.pk: forecaster.of(record, now) for record in records if record.state in FORECAST_STATES}
 
     def render_order_no(self, record, value):
-        url = reverse("orders:detail", args=[value])
-        if self.worklist:
-            url += "?" + urlencode({"worklist": self.worklist})
+        url = self._detail_url(value) + self._worklist_query
         badges = []
         if getattr(record, "in_split_group", False):
             badges.append(format_html(' <span class="badge text-bg-info">{}</span>', _("split")))
@@ -120,9 +122,6 @@ class OrderTable(tables.Table):
             )
         link = format_html('<a href="{}">{}</a>', url, value)
         return format_html_join("", "{}", [(link,), *((b,) for b in badges)])
-
-    def render_state(self, record):
-        return record.get_state_display()
 
     def render_age(self, record, value):
         if record.state not in OPEN_STATES:

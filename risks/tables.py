@@ -1,16 +1,16 @@
 import django_tables2 as tables
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from orders.tables import SEVERITY_BADGE
 from portal.formatting import countdown, money
+from portal.tables import Table, UrlPattern
 from risks.models import Escalation, RiskCase
 from risks.replay import LOSS_COLUMNS
 
 
-class CaseTable(tables.Table):
+class CaseTable(Table):
     """Cases from ``RiskCase.objects.shown_to(user)``: a split group's case names
     an order of the group the viewer may see."""
 
@@ -39,16 +39,8 @@ class CaseTable(tables.Table):
         }
         empty_text = _("No cases here.")
 
-    def render_rule(self, record):
-        return record.get_rule_display()
-
-    def render_severity(self, record):
-        return format_html(
-            '<span class="badge {}">{}</span>', SEVERITY_BADGE.get(record.severity, ""), record.get_severity_display()
-        )
-
-    def render_status(self, record):
-        return record.get_status_display()
+    def render_severity(self, record, value):
+        return format_html('<span class="badge {}">{}</span>', SEVERITY_BADGE.get(record.severity, ""), value)
 
     def render_due_at(self, record, value):
         if not record.is_live:
@@ -75,7 +67,7 @@ class TickColumn(tables.CheckBoxColumn):
         )
 
 
-class EscalationTable(tables.Table):
+class EscalationTable(Table):
     """The operators' triage queue, and each organisation's own escalations.
 
     Rows come in the queue's order (live and unassigned first, then by
@@ -128,25 +120,22 @@ class EscalationTable(tables.Table):
     def __init__(self, *args, viewer=None, **kwargs):
         # Operators take and assign from the queue; others only read their own.
         self.viewer = viewer
+        self._assign_url = UrlPattern("risks:escalation-assign", "pk")
         self.operator = bool(viewer is not None and viewer.organisation_id and viewer.organisation.is_platform)
         exclude = [*kwargs.pop("exclude", ())]
         if not self.operator:
             exclude.append("select")
         super().__init__(*args, exclude=exclude, **kwargs)
 
-    def render_category(self, record):
-        label = record.get_category_display()
+    def render_category(self, record, value):
         if record.raised_by_rule:
-            return format_html('{} <span class="badge text-bg-secondary">{}</span>', label, _("rule"))
-        return label
+            return format_html('{} <span class="badge text-bg-secondary">{}</span>', value, _("rule"))
+        return value
 
     def render_order(self, record, value):
         if record.order.flow_blocked:
             return format_html('{} <span class="badge text-bg-danger">{}</span>', value, _("blocked"))
         return value
-
-    def render_status(self, record):
-        return record.get_status_display()
 
     def render_assignee(self, record, value):
         if record.assignee_id is None:
@@ -173,7 +162,7 @@ class EscalationTable(tables.Table):
     def _take(self, record):
         """One POST: the escalation is the viewer's, and the queue shows it."""
         value = record.pk
-        url = reverse("risks:escalation-assign", args=[value])
+        url = self._assign_url(value)
         return format_html(
             '<button type="submit" form="bulk-form" formaction="{}" name="take" value="{}" '
             'class="btn btn-sm btn-outline-primary text-nowrap" hx-post="{}" hx-target="#results" '
@@ -196,7 +185,7 @@ def _time(value):
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
 
 
-class LossTable(tables.Table):
+class LossTable(Table):
     """The losses of a replay (``risks.findings.losses``: plain rows, in words),
     by deadline as the replay found them; headed as ``replay.LOSS_COLUMNS``."""
 

@@ -28,6 +28,7 @@ SCREEN_MODULES = (
     "portal.tasks",
     "portal.urls",
     "portal.formatting",
+    "portal.tables",
     "portal.templatetags",
     "portal.management",
     "orders.views",
