@@ -1,0 +1,81 @@
+"""The statements a list page sends are served by an index on PostgreSQL: the
+worklist tab counts and the first page of each default list read the open
+orders only, whatever the history of finished ones behind them.
+
+The SQL is what the page really sent (captured during the request), explained
+with sequential scans priced out, as they are on a table of a million orders:
+a statement an index can serve is then planned on it."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from orders.choices import OrderState
+from orders.models import Order
+from tests.factories import advance, new_order
+
+S = OrderState
+
+
+@pytest.fixture
+def history(merchant_org, merchant2_org, provider_org, provider2_org):
+    """A few open orders of the persona's organisations, beside many more of
+    other organisations and many finished ones: the shape of a real table,
+    where one provider's open work is a small part of it."""
+    for state in (S.ARRIVED, S.SIGNED_IN, S.INSPECTED):
+        advance(new_order(merchant_org, provider_org, deadline_in=timedelta(hours=30)), state)
+    others = advance(new_order(merchant2_org, provider2_org), S.SIGNED_IN)
+    finished = new_order(merchant_org, provider_org)
+    Order.objects.filter(pk=finished.pk).update(state=S.COMPLETED)
+    finished.refresh_from_db()
+    copies = []
+    for i in range(400):
+        model = others if i % 2 else finished
+        fields = {f.attname: getattr(model, f.attname) for f in Order._meta.concrete_fields if not f.primary_key}
+        copies.append(Order(**{**fields, "order_no": f"PO-COPY-{i}"}))
+    Order.objects.bulk_create(copies)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orders_order")
+
+
+def sent(client, url, marker):
+    """The one statement of the page at ``url`` that contains ``marker``."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    matching = [q["sql"] for q in queries.captured_queries if marker in q["sql"]]
+    assert len(matching) == 1, matching
+    return matching[0]
+
+
+def plan(sql):
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.postgres
+def test_the_worklist_tab_counts_read_the_open_work_index_alone(postgres, client, personas, history):
+    client.force_login(personas["provider"])
+    sql = sent(client, reverse("orders:worklist", args=["to-appraise"]), 'AS "blocked"')
+    text = plan(sql)
+    assert "order_provider_work" in text, text
+    assert "Seq Scan" not in text, text
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("persona", "index"), [("provider", "order_provider_open"), ("merchant", "order_merchant_open")]
+)
+def test_the_default_list_reads_its_first_page_in_order_from_an_index(
+    postgres, client, personas, history, persona, index
+):
+    client.force_login(personas[persona])
+    sql = sent(client, reverse("orders:list"), 'ORDER BY "orders_order"."auto_confirm_at"')
+    text = plan(sql)
+    assert f"Index Scan using {index}" in text, text
+    assert "Sort Key: orders_order.auto_confirm_at" not in text, text
