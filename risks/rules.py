@@ -12,6 +12,7 @@ names them.
 """
 
 import datetime
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import Count, Exists, Func, Max, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -382,6 +384,23 @@ WHERE g.closed_at IS NULL {only}
 GROUP BY g.id, g.trade_no, g.sku, g.choice
 """,
 }
+# What each group rule asks of a group's counts, decided in SQL beside them:
+# the rules read these flags, and the sweep's probe (``RuleSpec.reads``) asks
+# whether any group has one set, or has no open order left (to be closed).
+_GROUP_DUE = {
+    # Not yet as the merchant chose: A, every extra order refunded; B, every
+    # extra order kept as "no appraisal needed" and delivered.
+    Rule.SPLIT_ORDER: """c.open_orders > 0 AND NOT (
+        (c.choice = %(refund_and_rebuy)s AND c.not_refunded <= 1)
+        OR (c.choice = %(keep_not_required)s AND c.kept_and_delivered >= c.size AND c.appraised <= 1))""",
+    Rule.DUPLICATE_APPRAISAL_FEE: "c.open_orders > 0 AND c.appraised > 1",
+    Rule.DUPLICATE_LOGISTICS_FEE: "c.open_orders > 0 AND c.picked_up > 1 AND c.choice <> %(keep_not_required)s",
+}
+_CLOSABLE = "c.open_orders = 0"
+_GROUP_FLAGS = """
+SELECT c.*, {flags}
+FROM ({groups}) c
+"""
 # The states of an order handed to the buyer: a kept "no appraisal needed"
 # order counts once it reaches one.
 _DELIVERED_STATES = (S.DELIVERED, S.COMPLETED)
@@ -407,6 +426,10 @@ class GroupRow:
     total: Decimal
     first_order: int | None
     provider_id: int | None
+    # Whether each group rule holds for the group (``_GROUP_DUE``).
+    split_due: bool
+    appraisal_due: bool
+    logistics_due: bool
     # The provider's fees, what a duplicate costs.
     appraisal_fee: Decimal | None
     logistics_fee: Decimal | None
@@ -435,10 +458,24 @@ def only_group(ctx, trade_no, sku):
     return ctx
 
 
-def _read_groups(only=None) -> list[GroupRow]:
+_FLAG_NAMES = {
+    Rule.SPLIT_ORDER: "split_due",
+    Rule.DUPLICATE_APPRAISAL_FEE: "appraisal_due",
+    Rule.DUPLICATE_LOGISTICS_FEE: "logistics_due",
+}
+
+
+def _groups_sql(only=None) -> tuple[str, dict]:
+    """The split groups' query (every group not yet closed, or the one
+    ``only`` names), its counts and flags, with its named parameters."""
     from django.db import connection
 
-    params = {"refunded": str(S.REFUNDED), "not_required": str(AppraisalResult.NOT_REQUIRED)}
+    params = {
+        "refunded": str(S.REFUNDED),
+        "not_required": str(AppraisalResult.NOT_REQUIRED),
+        "refund_and_rebuy": str(SplitChoice.REFUND_AND_REBUY),
+        "keep_not_required": str(SplitChoice.KEEP_NOT_REQUIRED),
+    }
 
     def listed(name, values):
         # Bound one by one: an IN list reads the same on PostgreSQL and SQLite.
@@ -459,17 +496,39 @@ def _read_groups(only=None) -> list[GroupRow]:
     )
     if only:
         params["trade_no"], params["sku"] = only
+    flags = ", ".join(f"({_GROUP_DUE[rule]}) AS {name}" for rule, name in _FLAG_NAMES.items())
+    return _GROUP_FLAGS.format(flags=flags, groups=sql), params
+
+
+def groups_due(rule=None):
+    """The split groups for which ``rule`` holds, as a queryset; with no rule,
+    those with no open order left, which the sweep closes."""
+    sql, named = _groups_sql()
+    condition = f"c.{_FLAG_NAMES[rule]}" if rule else _CLOSABLE
+    # As positional parameters, in the order they appear, to sit in a queryset.
+    sql = f"SELECT c.id FROM ({sql}) c WHERE {condition}"
+    order = re.findall(r"%\((\w+)\)s", sql)
+    return SplitGroup.objects.filter(pk__in=RawSQL(re.sub(r"%\((\w+)\)s", "%s", sql), [named[k] for k in order]))
+
+
+def _read_groups(only=None) -> list[GroupRow]:
+    from django.db import connection
+
+    sql, params = _groups_sql(only)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if [c[0] for c in cursor.description] != list(_GROUP_COLUMNS):
             raise ImproperlyConfigured("the split groups' query and GroupRow disagree")
         rows = cursor.fetchall()
-    providers = Organisation.objects.filter(pk__in={row[-1] for row in rows})
+    providers = Organisation.objects.filter(pk__in={row[12] for row in rows})
     fees = {
         pk: (appraisal, logistics)
         for pk, appraisal, logistics in providers.values_list("pk", "appraisal_fee", "logistics_fee")
     }
-    return [GroupRow(*row[:10], Decimal(row[10] or 0), *row[11:], *fees.get(row[-1], (None, None))) for row in rows]
+    return [
+        GroupRow(*row[:10], Decimal(row[10] or 0), *row[11:13], *map(bool, row[13:]), *fees.get(row[12], (None, None)))
+        for row in rows
+    ]
 
 
 def _group_hit(ctx, rule, g, *, fingerprint, money) -> Hit:
@@ -493,25 +552,11 @@ def split_order(ctx, orders=None) -> list[Hit]:
     A, every extra order refunded; B, every extra order kept as "no appraisal
     needed" and delivered. A group rule: it reads the groups of ``ctx``
     (``group_rows``), whatever ``orders`` are given."""
-    hits = []
-    for g in group_rows(ctx):
-        if not g.open_orders:
-            continue
-        if g.choice == SplitChoice.REFUND_AND_REBUY and g.not_refunded <= 1:
-            continue
-        kept = g.kept_and_delivered >= g.size and g.appraised <= 1
-        if g.choice == SplitChoice.KEEP_NOT_REQUIRED and kept:
-            continue
-        hits.append(
-            _group_hit(
-                ctx,
-                Rule.SPLIT_ORDER,
-                g,
-                fingerprint=f"{g.size}:{g.choice}",
-                money=g.total,
-            )
-        )
-    return hits
+    return [
+        _group_hit(ctx, Rule.SPLIT_ORDER, g, fingerprint=f"{g.size}:{g.choice}", money=g.total)
+        for g in group_rows(ctx)
+        if g.split_due
+    ]
 
 
 def duplicate_appraisal_fee(ctx, orders=None) -> list[Hit]:
@@ -526,7 +571,7 @@ def duplicate_appraisal_fee(ctx, orders=None) -> list[Hit]:
             money=(g.appraised - 1) * g.appraisal_fee,
         )
         for g in group_rows(ctx)
-        if g.open_orders and g.appraised > 1
+        if g.appraisal_due
     ]
 
 
@@ -542,13 +587,22 @@ def duplicate_logistics_fee(ctx, orders=None) -> list[Hit]:
             money=(g.picked_up - 1) * g.logistics_fee,
         )
         for g in group_rows(ctx)
-        if g.open_orders and g.picked_up > 1 and g.choice != SplitChoice.KEEP_NOT_REQUIRED
+        if g.logistics_due
     ]
 
 
 def _open_groups(ctx, orders=None):
     """The split groups the group rules read (``group_rows``): those not yet closed."""
     return SplitGroup.objects.filter(closed_at__isnull=True)
+
+
+def _reads_groups(rule):
+    """A group rule's ``reads``: the groups it holds for (``groups_due``)."""
+
+    def reads(ctx, orders=None):
+        return groups_due(rule)
+
+    return reads
 
 
 def _unconfirmable_rows(ctx, orders=None):
@@ -729,7 +783,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.SPLIT_ORDER,
         evaluate=split_order,
-        reads=_open_groups,
+        reads=_reads_groups(Rule.SPLIT_ORDER),
         # The provider contacts the merchant, who chooses (``orders.splits``).
         owner=PROVIDER,
         severity=Severity.MEDIUM,
@@ -743,7 +797,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.DUPLICATE_APPRAISAL_FEE,
         evaluate=duplicate_appraisal_fee,
-        reads=_open_groups,
+        reads=_reads_groups(Rule.DUPLICATE_APPRAISAL_FEE),
         owner=PROVIDER,
         severity=Severity.CRITICAL,
         response_hours=12,
@@ -756,7 +810,7 @@ RULES = _one_per_code(
     RuleSpec(
         code=Rule.DUPLICATE_LOGISTICS_FEE,
         evaluate=duplicate_logistics_fee,
-        reads=_open_groups,
+        reads=_reads_groups(Rule.DUPLICATE_LOGISTICS_FEE),
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,

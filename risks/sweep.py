@@ -76,13 +76,13 @@ def run_sweep(now=None) -> Summary:
 def anything_due(ctx) -> bool:
     """Whether the sweep has anything to do, asked in one statement: a live
     case (to resolve, escalate or carry on), an escalation waiting for its
-    reminder, or a row some rule reads (``RuleSpec.reads``: every hit comes
-    from one, and the group rules read the split groups not yet closed, which
-    is also what the sweep closes). False means a full sweep would write
-    nothing, and it is skipped."""
+    reminder, a split group left to close, or a row some rule reads
+    (``RuleSpec.reads``: every hit comes from one). False means a full sweep
+    would write nothing, and it is skipped."""
     checks = [
         RiskCase.objects.filter(status__in=LIVE),
         escalations.waiting_for_reminder(ctx.now),
+        rules.groups_due(),  # split groups left to close
         *(spec.reads(ctx) for spec in rules.RULES.values()),
     ]
     parts, params = [], []
