@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db.models import Subquery, Value
+from django.db.models import F, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from orders.choices import OrderState
@@ -176,17 +176,32 @@ class Forecaster:
             samples=min(f.samples for f, _own in figures),
         )
 
-    def bounds(self) -> dict:
-        """The most an order can have left, per provider with figures of its
-        own (``None``: every other provider) and state: a bound for the
-        rule's query (an order whose deadline is further away cannot be late)."""
-        found = {}
-        for provider_id in {provider for provider, _stage in self.own} | {None}:
+    def late_q(self, now) -> Q:
+        """The orders whose forecast at ``now`` is late (``Forecast.late``), as
+        a condition the database answers: with ``left`` what is left after
+        the current stage and ``longest`` that plus the whole current stage,
+        an order is late when its deadline less the margin comes before
+        ``now + left``, or before the end of its current stage (entered at
+        ``since``, or now if ``since`` is ahead) plus ``left``."""
+        own = sorted({provider for provider, _stage in self.own})
+        late = Q(pk__in=[])
+        for provider_id in [*own, None]:
+            whose = Q(provider_id=provider_id) if provider_id is not None else ~Q(provider_id__in=own)
             for state in FORECAST_STATES:
                 remaining = self.remaining(provider_id, state)
-                if remaining is not None:
-                    found[provider_id, state] = remaining.longest
-        return found
+                if remaining is None:
+                    continue
+                left, longest = remaining.later_p90 + self.margin, remaining.longest + self.margin
+                late |= (
+                    whose
+                    & Q(state=state)
+                    & (
+                        Q(auto_confirm_at__lt=now + left)
+                        | Q(state_changed_at__lte=now, auto_confirm_at__lt=F("state_changed_at") + longest)
+                        | Q(state_changed_at__gt=now, auto_confirm_at__lt=now + longest)
+                    )
+                )
+        return late
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
         """The forecast of an order of ``provider_id`` in ``state`` since

@@ -679,16 +679,9 @@ def deadline_at_risk(ctx, orders=None) -> list[Hit]:
 
 
 def _forecast_miss_rows(ctx, orders=None):
-    # Only an order whose deadline is nearer than the most its provider can
-    # have left in its state may be late: the rest are not read.
-    margin = timedelta(hours=ctx.cfg.forecast_margin_hours)
-    bounds = ctx.forecaster().bounds()
-    own = sorted({provider for provider, _state in bounds if provider is not None})
-    near = Q(pk__in=[])
-    for (provider, state), longest in bounds.items():
-        whose = Q(provider_id=provider) if provider is not None else ~Q(provider_id__in=own)
-        near |= whose & Q(state=state, auto_confirm_at__lt=ctx.now + longest + margin)
-    return _base(orders).filter(near)
+    # The forecast's own test, asked of the database: only the orders it
+    # makes late are read (and the forecast is worked out again for each).
+    return _base(orders).filter(ctx.forecaster().late_q(ctx.now))
 
 
 def forecast_miss(ctx, orders=None) -> list[Hit]:

@@ -179,3 +179,47 @@ def test_the_forecast_case_resolves_itself_when_the_forecast_recovers(paces, thr
     workflow.perform(slow, Action.EXTEND_DEADLINE, platform_actor(), occurred_at=NOW + h(1.5), hours=120)
     sweep.run_sweep(NOW + h(2))
     assert not RiskCase.objects.live().filter(rule=Rule.FORECAST_MISS).exists()
+
+
+@pytest.mark.parametrize("margin", [0, 6])
+def test_the_databases_late_test_agrees_with_each_forecast(merchant_org, provider_org, provider2_org, margin):
+    """``Forecaster.late_q`` (what the rule reads) holds exactly the orders
+    whose forecast is late: own figures, all providers' figures, time spent
+    past the stage's 90th percentile, a time in state ahead of the clock, and
+    deadlines on either side of the line, to the second."""
+    from orders.models import Order
+
+    own = [figure(provider_org.pk, stage, 2, 5) for stage in PROVIDER_STATES] + [
+        figure(provider_org.pk, S.OUTBOUND, 20, 30)
+    ]
+    pooled = [figure(None, stage, 3, 8) for stage in PROVIDER_STATES] + [figure(None, S.OUTBOUND, 24, 40)]
+    forecaster = Forecaster(own + pooled, min_samples=20, margin=h(margin))
+    template = new_order(merchant_org, provider_org)
+    fields = {f.attname: getattr(template, f.attname) for f in Order._meta.concrete_fields if not f.primary_key}
+    rows, n = [], 0
+    for provider in (provider_org, provider2_org):
+        for state in (S.ARRIVED, *PROVIDER_STATES, S.OUTBOUND):
+            for spent in (-2, 0, 3, 9):
+                since = NOW - h(spent)
+                expected = forecaster.forecast(provider_id=provider.pk, state=state, since=since, deadline=NOW, now=NOW)
+                line = (expected.expected_at if expected else NOW) + h(margin)
+                for offset in (timedelta(seconds=-1), timedelta(0), timedelta(seconds=1), h(-20), h(20)):
+                    n += 1
+                    rows.append(
+                        Order(
+                            **{
+                                **fields,
+                                "order_no": f"PO-LATE-{n}",
+                                "provider_id": provider.pk,
+                                "state": state,
+                                "state_changed_at": since,
+                                "auto_confirm_at": line + offset,
+                            }
+                        )
+                    )
+    Order.objects.bulk_create(rows)
+    candidates = Order.objects.exclude(pk=template.pk)
+    found = set(candidates.filter(forecaster.late_q(NOW)).values_list("order_no", flat=True))
+    expected = {o.order_no for o in candidates if (f := forecaster.of(o, NOW)) is not None and f.late}
+    assert found == expected
+    assert 0 < len(expected) < len(rows)
