@@ -182,26 +182,32 @@ class Forecaster:
         the current stage and ``longest`` that plus the whole current stage,
         an order is late when its deadline less the margin comes before
         ``now + left``, or before the end of its current stage (entered at
-        ``since``, or now if ``since`` is ahead) plus ``left``."""
+        ``since``, or now if ``since`` is ahead) plus ``left``.
+
+        Every late order's deadline comes before ``now`` plus the longest of
+        all, which the open-deadline index answers first; the rest is tested
+        per provider, then per state, so a row is compared with its own
+        provider's figures only."""
         own = sorted({provider for provider, _stage in self.own})
-        late = Q(pk__in=[])
+        late, furthest = Q(pk__in=[]), None
         for provider_id in [*own, None]:
             whose = Q(provider_id=provider_id) if provider_id is not None else ~Q(provider_id__in=own)
+            states = Q(pk__in=[])
             for state in FORECAST_STATES:
                 remaining = self.remaining(provider_id, state)
                 if remaining is None:
                     continue
                 left, longest = remaining.later_p90 + self.margin, remaining.longest + self.margin
-                late |= (
-                    whose
-                    & Q(state=state)
-                    & (
-                        Q(auto_confirm_at__lt=now + left)
-                        | Q(state_changed_at__lte=now, auto_confirm_at__lt=F("state_changed_at") + longest)
-                        | Q(state_changed_at__gt=now, auto_confirm_at__lt=now + longest)
-                    )
+                furthest = longest if furthest is None else max(furthest, longest)
+                states |= Q(state=state) & (
+                    Q(auto_confirm_at__lt=now + left)
+                    | Q(state_changed_at__lte=now, auto_confirm_at__lt=F("state_changed_at") + longest)
+                    | Q(state_changed_at__gt=now, auto_confirm_at__lt=now + longest)
                 )
-        return late
+            late |= whose & states
+        if furthest is None:
+            return late
+        return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & late
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
         """The forecast of an order of ``provider_id`` in ``state`` since
