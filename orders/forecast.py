@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db.models import F, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Case, DateTimeField, DurationField, F, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Least
 
 from orders.choices import OrderState
 from orders.durations import PROVIDER_STAGES, TRANSIT
@@ -178,36 +178,47 @@ class Forecaster:
 
     def late_q(self, now) -> Q:
         """The orders whose forecast at ``now`` is late (``Forecast.late``), as
-        a condition the database answers: with ``left`` what is left after
-        the current stage and ``longest`` that plus the whole current stage,
-        an order is late when its deadline less the margin comes before
-        ``now + left``, or before the end of its current stage (entered at
-        ``since``, or now if ``since`` is ahead) plus ``left``.
+        a condition the database answers. With ``left`` what is left after the
+        current stage and ``longest`` that plus the whole current stage (the
+        margin added to both), the expected delivery falls after the deadline
+        less the margin when the deadline comes before ``now + left`` (the
+        stage overran its 90th percentile), or before ``since + longest``
+        (``since``: when the order entered its state, or now if that is ahead).
 
-        Every late order's deadline comes before ``now`` plus the longest of
-        all, which the open-deadline index answers first; the rest is tested
-        per provider, then per state, so a row is compared with its own
-        provider's figures only."""
+        ``left`` and ``longest`` are looked up per provider, then per state, in
+        two CASE expressions rather than spelled out in one condition per
+        provider and state: the planner then has no long OR to test every
+        partial index against. Every late order's deadline comes before
+        ``now`` plus the longest of all, which the open-deadline index
+        answers first."""
         own = sorted({provider for provider, _stage in self.own})
-        late, furthest = Q(pk__in=[]), None
+        left, longest, furthest = {}, {}, None
         for provider_id in [*own, None]:
-            whose = Q(provider_id=provider_id) if provider_id is not None else ~Q(provider_id__in=own)
-            states = Q(pk__in=[])
             for state in FORECAST_STATES:
                 remaining = self.remaining(provider_id, state)
-                if remaining is None:
-                    continue
-                left, longest = remaining.later_p90 + self.margin, remaining.longest + self.margin
-                furthest = longest if furthest is None else max(furthest, longest)
-                states |= Q(state=state) & (
-                    Q(auto_confirm_at__lt=now + left)
-                    | Q(state_changed_at__lte=now, auto_confirm_at__lt=F("state_changed_at") + longest)
-                    | Q(state_changed_at__gt=now, auto_confirm_at__lt=now + longest)
-                )
-            late |= whose & states
+                if remaining is not None:
+                    left[provider_id, state] = now + remaining.later_p90 + self.margin
+                    longest[provider_id, state] = remaining.longest + self.margin
+                    furthest = max(furthest or ZERO, longest[provider_id, state])
         if furthest is None:
-            return late
-        return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & late
+            return Q(pk__in=[])
+
+        def per_order(values, field):
+            def by_state(provider_id):
+                whens = [When(state=state, then=Value(v)) for (p, state), v in values.items() if p == provider_id]
+                return Case(*whens, default=None, output_field=field)
+
+            return Case(
+                *(When(provider_id=p, then=by_state(p)) for p in own),
+                default=by_state(None),
+                output_field=field,
+            )
+
+        started = Least(F("state_changed_at"), Value(now, output_field=DateTimeField()))
+        return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & (
+            Q(auto_confirm_at__lt=per_order(left, DateTimeField()))
+            | Q(auto_confirm_at__lt=started + per_order(longest, DurationField()))
+        )
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
         """The forecast of an order of ``provider_id`` in ``state`` since
