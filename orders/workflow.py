@@ -1,12 +1,14 @@
 """The one door through which an order is created and changes state (SPEC §2).
 
 Views, API endpoints, carrier scans, Celery tasks and commands call
-``create_order`` or ``perform``; besides them only the set-wise deadline in
-``orders.expiry`` writes ``Order.state``. Each call locks what it changes,
-checks that this actor may take this step from this state, enforces the
-invariants of SPEC §2.2, and writes the order, its ``OrderEvent``, any fee
-(``charge_fees``) and what the ``REACTIONS`` do in one transaction, or raises
-one of ``orders.errors`` and writes nothing.
+``create_order`` or ``perform``; a carrier's batch of one-step scans calls
+``perform_set``, the same checks, effects and reactions for many orders at
+once. Besides them only the set-wise deadline in ``orders.expiry`` writes
+``Order.state``. Each call locks what it changes (``perform_set``'s caller
+has locked it), checks that this actor may take this step from this state,
+enforces the invariants of SPEC §2.2, and writes the order, its
+``OrderEvent``, any fee (``charge_fees``) and what the ``REACTIONS`` do in
+one transaction, or raises one of ``orders.errors`` and writes nothing.
 """
 
 import datetime
@@ -207,7 +209,9 @@ CREATION_FIELDS = (
 # entry is a dotted path, resolved on first use: orders' engine names risks
 # here but never imports it at module load. Each is called as
 # ``reaction(order, event, actor, params)`` with the order as saved, its new
-# ``OrderEvent`` and the cleaned parameters of the step.
+# ``OrderEvent`` and the cleaned parameters of the step. A reaction may
+# carry a form for many steps at once (``set_wise``), which ``perform_set``
+# calls once for its whole set; one without is called there once per step.
 # Tests that need one more (say, a pause before commit) replace the tuple with
 # ``monkeypatch.setattr(workflow, "REACTIONS", (*workflow.REACTIONS, fn))``:
 # an entry may also be the callable itself.
@@ -236,6 +240,32 @@ def _resolve(entries) -> tuple:
 def _react(order, event, actor, params) -> None:
     for reaction in _resolve(REACTIONS):
         reaction(order, event, actor, params)
+
+
+def set_wise(many):
+    """Give a reaction its form for many steps at once: ``perform_set`` calls
+    ``many(steps, actor)`` once, with ``(order, event, params)`` for every step
+    it took, where it would call the reaction once per step. The reaction stays
+    what ``perform`` calls; both forms must do the same."""
+
+    def mark(reaction):
+        reaction.set_wise = many
+        return reaction
+
+    return mark
+
+
+def _react_set(steps, actor) -> None:
+    # Reaction by reaction over the whole set; ``perform_set`` takes only
+    # orders that cannot see each other's steps (one per split group), so
+    # this ends as reacting step by step would.
+    for reaction in _resolve(REACTIONS):
+        many = getattr(reaction, "set_wise", None)
+        if many is not None:
+            many(steps, actor)
+            continue
+        for order, event, params in steps:
+            reaction(order, event, actor, params)
 
 
 # --- the door -------------------------------------------------------------------
@@ -278,25 +308,95 @@ def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expect
     """
     if expected_version is _FROM_INSTANCE:
         expected_version = order.version
+    cleaned, when = _admit(order, action, actor, params, occurred_at)
+
+    with transaction.atomic():
+        current, group = _lock(order, action, cleaned)
+        if expected_version is not None and current.version != expected_version:
+            raise errors.Conflict()
+        _save(_decide(current, action, actor, cleaned, when, group))
+    return current
+
+
+class Step(NamedTuple):
+    """One step of ``perform_set``: ``action`` with ``params`` on ``order``,
+    at ``occurred_at`` (now when ``None``)."""
+
+    order: Order
+    action: str
+    params: dict
+    occurred_at: datetime.datetime | None = None
+
+
+def perform_set(steps, actor: Actor) -> list:
+    """Take one step on each of many orders at once, as ``actor``, by the
+    rules ``perform`` takes it by; return, for each of ``steps`` in order, the
+    order as it now is or the ``errors.WorkflowError`` that refused its step.
+
+    For a system source (a carrier's batch of scans) acting on orders as they
+    are now, like ``perform`` with ``expected_version=None``. The caller holds
+    the orders: it read them with ``select_for_update`` in the current
+    transaction (one ``SELECT … FOR UPDATE ORDER BY id`` for them all) and
+    decided each step on them as read. Each order appears once, and no two
+    share a split group, so that no step's reactions could have seen another
+    step of the set; an appraisal that could charge a second fee locks its
+    group and goes through ``perform``.
+
+    Each step is checked as ``perform`` checks it (its parameters, the actor,
+    a terminal order, the row of the transition table, its guard) and takes
+    the table's effects; a refused step writes nothing and the others go on.
+    Then, in one transaction: the orders in one ``UPDATE`` conditional on the
+    version each was read at (``errors.Conflict`` if one changed after all),
+    their events in one insert, the fees through ``charge_fees``, and the
+    ``REACTIONS``, each once for the set when it has a set-wise form
+    (``set_wise``), otherwise once per step. On an error the order instances
+    passed are left half-changed: read them again.
+    """
+    results: list = [None] * len(steps)
+    taken: list[tuple[int, _Change]] = []
+    orders, groups = set(), set()
+    for index, (order, action, params, occurred_at) in enumerate(steps):
+        if order.pk in orders or (order.trade_no, order.sku) in groups:
+            raise ValueError(f"order {order.pk} is not alone in its split group in this set")
+        orders.add(order.pk)
+        groups.add((order.trade_no, order.sku))
+        try:
+            cleaned, when = _admit(order, action, actor, params, occurred_at)
+            if _locks_group(action, cleaned):
+                raise ValueError(f"{action} may charge a second fee in its split group: take it through perform")
+            taken.append((index, _decide(order, action, actor, cleaned, when, None)))
+        except errors.WorkflowError as refusal:
+            results[index] = refusal
+    if taken:
+        with transaction.atomic():
+            _save_set([change for _index, change in taken], actor)
+    for index, change in taken:
+        results[index] = change.order
+    return results
+
+
+def _admit(order, action, actor, params, occurred_at):
+    """What ``action`` needs before any lock: its parameters cleaned, its
+    time, and an actor who may take it on ``order``."""
     cleaned = inputs.clean_params(action, params)
     when = inputs.clean_time(occurred_at)
     roles = roles_for(action)
     if not roles:
         raise errors.InvalidInput(inputs.msg_unknown_action, field="action", action=action)
     _check_actor(order, action, actor, roles)
+    return cleaned, when
 
-    with transaction.atomic():
-        current, group = _lock(order, action, cleaned)
-        if expected_version is not None and current.version != expected_version:
-            raise errors.Conflict()
-        if current.state in TERMINAL_STATES:
-            raise errors.OrderIsTerminal(state=S(current.state).label)
-        move = _find_move(current, action, cleaned)
-        change = _Change(current, move, actor, cleaned, when)
-        _GUARDS.get(action, _no_guard)(change, group)
-        _EFFECTS.get(action, _no_effect)(change)
-        _save(change)
-    return current
+
+def _decide(current, action, actor, params, when, group) -> _Change:
+    """The change ``action`` makes to the locked order ``current``: its row of
+    the table, checked by its guard, with its effects; raises the refusal."""
+    if current.state in TERMINAL_STATES:
+        raise errors.OrderIsTerminal(state=S(current.state).label)
+    move = _find_move(current, action, params)
+    change = _Change(current, move, actor, params, when)
+    _GUARDS.get(action, _no_guard)(change, group)
+    _EFFECTS.get(action, _no_effect)(change)
+    return change
 
 
 def _check_actor(order, action, actor, roles):
@@ -315,13 +415,17 @@ def _lock(order, action, params):
     appraisal result could charge a second fee, so two appraisals in one
     group cannot both pass the check."""
     locked = Order.objects.select_for_update()
-    if action == A.APPRAISE and params.get("result") in FEE_RESULTS:
+    if _locks_group(action, params):
         group = list(locked.split_group(order.trade_no, order.sku).order_by("pk"))
         for member in group:
             if member.pk == order.pk:
                 return member, group
         raise Order.DoesNotExist  # pragma: no cover - the caller holds the order
     return locked.get(pk=order.pk), None
+
+
+def _locks_group(action, params) -> bool:
+    return action == A.APPRAISE and params.get("result") in FEE_RESULTS
 
 
 def _find_move(order, action, params) -> Move:
@@ -445,6 +549,58 @@ def _new_waybill_no(order) -> str:
 
 
 def _save(change):
+    event, fee = _record(change)
+    change.order.save(update_fields=[*change.fields, "version"])
+    event.save()
+    charge_fees([fee])
+    _react(change.order, event, change.actor, change.params)
+
+
+def _save_set(changes, actor):
+    """``_save`` for many changes at once: the same rows, a statement per table."""
+    written = [(change, *_record(change)) for change in changes]
+    orders = [change.order for change in changes]
+    fields = sorted({name for change in changes for name in change.fields} | {"version"})
+    # Under the caller's locks every row is as it was read; one that is not
+    # is refused rather than logged as moved.
+    if _update_as_read(orders, fields) != len(orders):
+        raise errors.Conflict()
+    OrderEvent.objects.bulk_create([event for _change, event, _fee in written])
+    charge_fees([fee for _change, _event, fee in written])
+    _react_set([(change.order, event, change.params) for change, event, _fee in written], actor)
+
+
+def _update_as_read(orders, fields) -> int:
+    """Write ``fields`` of ``orders`` (their version already bumped), each row
+    only if it still has the version it was read at; returns how many rows
+    were written."""
+    if connection.vendor != "postgresql":
+        as_read = functools.reduce(operator.or_, (Q(pk=order.pk, version=order.version - 1) for order in orders))
+        return Order.objects.filter(as_read).bulk_update(orders, fields)
+    # PostgreSQL: one array per column, unnested into rows; a CASE per field
+    # and row (``bulk_update``) costs more to build than the update itself.
+    quote = connection.ops.quote_name
+    table = quote(Order._meta.db_table)
+    columns = [Order._meta.get_field(name) for name in fields]
+    names = [quote(column.column) for column in columns]
+    arrays = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    sql = (
+        f"UPDATE {table} SET {', '.join(f'{name} = v.{name}' for name in names)} "
+        f"FROM unnest(%s::bigint[], %s::bigint[], {arrays}) AS v(row_id, read_at, {', '.join(names)}) "
+        f"WHERE {table}.{quote(Order._meta.pk.column)} = v.row_id AND {table}.{quote('version')} = v.read_at"
+    )
+    params = [[order.pk for order in orders], [order.version - 1 for order in orders]]
+    for column in columns:
+        params.append([column.get_db_prep_save(getattr(order, column.attname), connection) for order in orders])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _record(change) -> tuple[OrderEvent, "FeeDue"]:
+    """Apply ``change`` to its order instance (fields, state, version) and
+    build what the step writes besides the row: its event, unsaved, and its
+    ``FeeDue`` for ``charge_fees``."""
     order = change.order
     from_state = order.state
     if change.move.target != from_state:
@@ -453,7 +609,6 @@ def _save(change):
     for name, value in change.fields.items():
         setattr(order, name, value)
     order.version += 1
-    order.save(update_fields=[*change.fields, "version"])
     event = build_event(
         order,
         action=change.move.action,
@@ -463,22 +618,17 @@ def _save(change):
         params=change.params,
         occurred_at=change.occurred_at,
     )
-    event.save()
     move = change.move
-    charge_fees(
-        [
-            FeeDue(
-                order.pk,
-                order.provider_id,
-                move.action,
-                move.target,
-                order.appraisal_result,
-                change.occurred_at,
-                order.waybill_no,
-            )
-        ]
+    fee = FeeDue(
+        order.pk,
+        order.provider_id,
+        move.action,
+        move.target,
+        order.appraisal_result,
+        change.occurred_at,
+        order.waybill_no,
     )
-    _react(order, event, change.actor, change.params)
+    return event, fee
 
 
 class FeeDue(NamedTuple):

@@ -7,11 +7,12 @@ set-wise, a threshold passing with no step at all), the next sweep finds.
 """
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from orders import splits
+from orders import splits, workflow
 from orders.choices import ESCALATING_OUTCOMES, TERMINAL_STATES, Action, SplitChoice, VerifyOutcome
 from orders.models import Order
 from risks import cases, rules, sweep
@@ -25,6 +26,28 @@ CLEARED_BY_STEP = gettext_noop("A step on the order cleared the condition; the c
 FINISHED = gettext_noop("The order is finished; the case stays on record with the money that was at risk.")
 
 
+def on_steps(steps, actor):
+    """``on_step`` for many steps at once (``workflow.perform_set``, a carrier's
+    batch): the live cases about all their orders, split groups' included,
+    are found in one query, and ``on_step`` runs only for a step that opens
+    or answers a case itself or whose order has a live case; for any other
+    it would find no case and do nothing."""
+    orders = [order for order, _event, _params in steps]
+    own_cases = Q(order_id__in=[o.pk for o in orders])
+    group_cases = Q(rule__in=sorted(GROUP_RULES), trade_no__in={o.trade_no for o in orders})
+    found = RiskCase.objects.live().filter(own_cases | group_cases)
+    own, groups = set(), set()
+    for order_id, rule, trade_no, sku in found.values_list("order_id", "rule", "trade_no", "sku"):
+        own.add(order_id)
+        if rule in GROUP_RULES:
+            groups.add((trade_no, sku))
+    for order, event, params in steps:
+        concerned = order.pk in own or (order.trade_no, order.sku) in groups
+        if concerned or event.action in OPEN_AT_ONCE or event.action == Action.VERIFY_PENDING:
+            on_step(order, event, actor, params)
+
+
+@workflow.set_wise(on_steps)
 def on_step(order, event, actor, params):
     """Called by the workflow after every step (one of ``workflow.REACTIONS``),
     inside its transaction, with the step's cleaned ``params``:

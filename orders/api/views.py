@@ -1,7 +1,7 @@
 import hashlib
 import hmac
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -350,12 +350,12 @@ class CarrierEventsView(APIView):
         #    can be lost, whatever happens to the rest of the request.
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
-                with transaction.atomic():
-                    stored = [carrier.store_scan(**event) for event in events]
+                stored = carrier.store_scans(events)
                 break
             except OperationalError as exc:
-                # Two batches inserting the same scans in opposite order: the
-                # database aborts one, which rolled back whole and runs again.
+                # The database aborted the insert on lock contention (scans go
+                # in sorted, so two batches sharing scans wait for each other
+                # rather than deadlock): it rolled back whole and runs again.
                 if getattr(exc.__cause__, "sqlstate", None) not in LOCK_CONTENTION:
                     raise
                 if attempt == BATCH_ATTEMPTS:
@@ -363,11 +363,15 @@ class CarrierEventsView(APIView):
                         error_body("conflict", _("Other scans were changing the same orders. Send this batch again.")),
                         status=status.HTTP_409_CONFLICT,
                     )
-        # 2. Apply the new ones, each in its own transaction. One that cannot be
-        #    applied now stays pending and beat's periodic pass applies it.
-        carrier.apply_stored([scan.pk for scan, created in stored if created], attempts=BATCH_ATTEMPTS)
-        pks = [scan.pk for scan, created in stored]
-        current = {scan.pk: scan for scan in CarrierScan.objects.filter(pk__in=pks).select_related("order")}
+        # 2. Apply the new ones: the scans that each move their order one step
+        #    as one set, the rest one by one. One that cannot be applied now
+        #    stays pending and beat's periodic pass applies it.
+        current = carrier.apply_batch([scan.pk for scan, created in stored if created], attempts=BATCH_ATTEMPTS)
+        # What the set did not settle may have moved meanwhile (a scan of the
+        # batch can release another): read it back.
+        unsettled = {scan.pk for scan, created in stored} - current.keys()
+        if unsettled:
+            current |= CarrierScan.objects.select_related("order").in_bulk(unsettled)
         results = [self._result(current[scan.pk], created) for scan, created in stored]
         saved = sum(created for scan, created in stored)
         return Response(
