@@ -12,20 +12,39 @@ own rows (``BoundRows``/``BoundRow``) in place of django-tables2's: the same
 column's callables and link worked out once for the table (``Plan``), that
 is once a request, as every view builds its table afresh.
 
-django-tables2's template renders the rows as before; its header, sorting
-and paging are untouched. The methods overridden here are django-tables2's
-own, not its documented API: tests/portal/test_table_rendering.py holds
-every list page's tables against django-tables2's own rows, so an upgrade
-that changes what they do shows there.
+The template's rows cost as much again: for every cell it rebuilds the
+column's ``td`` attributes, weighs ``column.localize`` and, for a field with
+choices, ``get_FOO_display()`` rebuilds the field's labels. The project's
+table template (templates/orders/_table.html) has its ``<tbody>`` rows made
+here instead (``Body``): each column's ``td`` attributes and way of showing
+a cell worked out once a render, each field's labels once a render in the
+active language, and the markup that of django-tables2's bootstrap5 template
+to the byte. Its header, sorting and paging are untouched.
+
+The methods overridden here are django-tables2's own, not its documented
+API: tests/portal/test_table_rendering.py holds every list page's tables
+against django-tables2's own rows and template, so an upgrade that changes
+what they do shows there.
 """
 
 import re
+from functools import cache, partialmethod
 
 import django_tables2 as tables
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.template import Engine
+from django.template.base import VariableNode, render_value_in_context
 from django.urls import NoReverseMatch, reverse
+from django.utils.encoding import force_str
+from django.utils.hashable import make_hashable
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 from django_tables2 import rows
 from django_tables2.columns.base import LinkTransform
+from django_tables2.columns.linkcolumn import BaseLinkColumn
+from django_tables2.columns.manytomanycolumn import ManyToManyColumn
 from django_tables2.utils import Accessor, AttributeDict, computed_values, signature
 
 
@@ -157,14 +176,90 @@ class Link:
         return format_html("<a {}>{}</a>", attrs.as_html(), content)
 
 
+# What tells a value from none: a label, a field, may be None.
+MISSING = object()
+
+
+def labels_shown_by(model, name):
+    """The field whose labels ``model``'s ``name`` (a ``get_FOO_display``)
+    shows, when that is Django's own method; None when the model has one of
+    its own, which is called as ever."""
+    for klass in model.__mro__:
+        if name in vars(klass):
+            method = vars(klass)[name]
+            stock = (
+                isinstance(method, partialmethod)
+                and method.func is models.Model._get_FIELD_display
+                and not method.args
+                and list(method.keywords) == ["field"]
+            )
+            return method.keywords["field"] if stock else None
+    return None
+
+
+class Source:
+    """Where a column's cells take their value from:
+    ``BoundRow._get_and_render_with`` of django-tables2, with the accessor
+    split and its field looked up once for the column rather than for every
+    cell, and a choice's label taken from the table's labels of the render
+    (``Table.label``) rather than rebuilt by ``get_FOO_display()``."""
+
+    __slots__ = (
+        "accessor",
+        "display",
+        "empty_values",
+        "fields",
+        "has_choices",
+        "many",
+        "path",
+        "remainder",
+        "text_link",
+    )
+
+    def __init__(self, bound_column):
+        self.accessor = Accessor(bound_column.accessor)
+        path, _, self.remainder = self.accessor.rpartition(self.accessor.SEPARATOR)
+        self.path = Accessor(path)
+        self.display = f"get_{self.remainder}_display"
+        column = bound_column.column
+        self.empty_values = column.empty_values
+        self.many = isinstance(column, ManyToManyColumn)
+        # A link column with a text of its own shows it where the record has no value.
+        self.text_link = isinstance(column, BaseLinkColumn) and column.text is not None
+        # By the record's class: whether the accessor ends at a field with choices.
+        self.has_choices = {}
+        # By the class of the object that has the field: the field of its ``get_FOO_display``.
+        self.fields = {}
+
+    def ends_at_choices(self, record) -> bool:
+        kind = type(record)
+        found = self.has_choices.get(kind)
+        if found is None:
+            found = self.has_choices[kind] = bool(getattr(self.accessor.get_field(record), "choices", ()))
+        return found
+
+    def label(self, instance, table):
+        """What ``instance.get_FOO_display()`` answers, or MISSING where the
+        instance has no such method."""
+        kind = type(instance)
+        field = self.fields.get(kind, MISSING)
+        if field is MISSING:
+            field = self.fields[kind] = labels_shown_by(kind, self.display)
+        if field is not None and self.display not in vars(instance):
+            return table.label(field, getattr(instance, field.attname))
+        display = getattr(instance, self.display, None)
+        return display() if display else MISSING
+
+
 class Plan:
     """What a column's cells are made with, worked out once for the table."""
 
-    __slots__ = ("_value", "bound_column", "link", "render")
+    __slots__ = ("_value", "bound_column", "link", "render", "source")
 
     def __init__(self, bound_column):
         self.bound_column = bound_column
         self.render = Call(bound_column.render)
+        self.source = Source(bound_column)
         self._value = None
         link = bound_column.link
         # A link django-tables2 builds otherwise (a column's own link
@@ -197,6 +292,33 @@ class BoundRow(rows.BoundRow):
             row_attrs["class"] = css_class
         return AttributeDict(row_attrs)
 
+    def _get_and_render_with(self, bound_column, render_func, default):
+        # As django-tables2's: a field with choices shows its label, and a
+        # value that cannot be read is none.
+        source = self._table.plan_of(bound_column).source
+        record = self._record
+        value = None
+        resolve = bool(source.remainder)
+        if source.ends_at_choices(record):
+            instance = source.path.resolve(record, quiet=True)
+            if isinstance(instance, models.Model):
+                try:
+                    label = source.label(instance, self._table)
+                except FieldDoesNotExist:
+                    pass
+                else:
+                    if label is not MISSING:
+                        value, resolve = label, False
+        if resolve:
+            try:
+                value = source.accessor.resolve(record)
+            except Exception:
+                if source.text_link:
+                    return render_func(bound_column)
+        if value in source.empty_values or (source.many and not value.exists()):
+            return default
+        return render_func(bound_column, value)
+
     def _call_render(self, bound_column, value=None):
         plan = self._table.plan_of(bound_column)
         kwargs = self._optional_cell_arguments(bound_column, value)
@@ -206,17 +328,125 @@ class BoundRow(rows.BoundRow):
     def _call_value(self, bound_column, value=None):
         return self._table.plan_of(bound_column).value(self._optional_cell_arguments(bound_column, value))
 
-    def items(self):
+    def items(self, columns=None):
         # As django-tables2's, with each visible column at hand rather than
-        # looked up again by its name for its cell.
-        for column in self.table.columns:
+        # looked up again by its name for its cell; ``Body`` hands over the
+        # columns it has listed once for all the rows.
+        for column in self.table.columns if columns is None else columns:
             column.current_value = self._get_and_render_with(column, self._call_render, column.default)
             column.current_record = self.record
             yield (column, column.current_value)
 
 
+# The text around the rows in django-tables2's bootstrap5 template, to the
+# byte: a row, a cell, and the rows of a table with none.
+ROW_OPEN = "\n                    \n                    <tr "
+ROW_OPENED = ">\n                        "
+CELL_OPEN = "\n                            <td "
+CELL_CLOSE = "</td>\n                        "
+ROW_CLOSE = "\n                    </tr>\n                    \n                "
+NO_ROWS = "\n                    "
+NO_ROWS_TEXT = '\n                    \n                        <tr><td colspan="'
+NO_ROWS_TEXT_CLOSE = "</td></tr>\n                    \n                    "
+NO_ROWS_CLOSE = "\n                "
+
+
+@cache
+def cell_nodes():
+    """The template's ``{{ cell }}``, ``{{ cell|localize }}`` and
+    ``{{ cell|unlocalize }}``, for the cells that are more than a value to print."""
+    template = Engine(libraries={"l10n": "django.templatetags.l10n"}).from_string(
+        "{% load l10n %}{{ cell }}{{ cell|localize }}{{ cell|unlocalize }}"
+    )
+    shown, localized, unlocalized = (node for node in template.nodelist if isinstance(node, VariableNode))
+    return {None: shown, True: localized, False: unlocalized}
+
+
+class ColumnCells:
+    """What the template decides for each of a column's cells, decided once a
+    render: its ``td`` attributes, and how its cells are printed."""
+
+    __slots__ = ("bound_column", "localize", "td")
+
+    def __init__(self, table, bound_column):
+        self.bound_column = bound_column
+        localize = bound_column.localize
+        self.localize = None if localize is None else bool(localize)
+        # Attributes given as callables may differ from cell to cell
+        # (django-tables2 passes them the cell's record and value): those
+        # are worked out for every cell, as the template does.
+        attrs = {**table.attrs, **bound_column.column.attrs}
+        self.td = bound_column.attrs["td"].as_html() if fixed(attrs.get("td", attrs.get("cell", {}))) else None
+
+    def td_html(self):
+        return self.td if self.td is not None else self.bound_column.attrs["td"].as_html()
+
+    def show(self, cell, context):
+        """``cell`` as the template prints it in ``context``."""
+        if self.localize is None and not callable(cell):
+            if type(cell) is SafeString:
+                return cell
+            return render_value_in_context(cell, context)
+        # A callable is called by the template, and a column that localizes
+        # its cells or not has them filtered: as ever, by the template's own nodes.
+        with context.push(cell=cell):
+            return cell_nodes()[self.localize].render(context)
+
+
+def fixed(attrs) -> bool:
+    """Whether ``attrs`` holds no callable, at any depth."""
+    if callable(attrs):
+        return False
+    return not isinstance(attrs, dict) or all(fixed(value) for value in attrs.values())
+
+
+class Body:
+    """The rows of a table's ``<tbody>``, as django-tables2's bootstrap5
+    template prints them (``{% include table.tbody_rows %}`` in
+    templates/orders/_table.html): the same rows and cells, escaped as the
+    template escapes them, with what the template decides for every cell
+    decided once for each column."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def render(self, context):
+        table = self.table
+        # The labels of the fields with choices, in the language of this render.
+        table.labels = {}
+        rows = table.paginated_rows
+        if not hasattr(rows, "__len__"):
+            rows = list(rows)
+        if len(rows) < 1:
+            return self.no_rows(context)
+        bound_columns = list(table.columns)
+        columns = [ColumnCells(table, bound_column) for bound_column in bound_columns]
+        out = []
+        for row in rows:
+            out += (ROW_OPEN, row.attrs.as_html(), ROW_OPENED)
+            # A pinned row is django-tables2's own, and lists its columns itself.
+            items = row.items(bound_columns) if isinstance(row, BoundRow) else row.items()
+            for column, (_, cell) in zip(columns, items, strict=True):
+                out += (CELL_OPEN, column.td_html(), ">", column.show(cell, context), CELL_CLOSE)
+            out.append(ROW_CLOSE)
+        return "".join(out)
+
+    def no_rows(self, context):
+        table = self.table
+        if not table.empty_text:
+            return NO_ROWS + NO_ROWS_CLOSE
+        count = render_value_in_context(len(table.columns), context)
+        text = render_value_in_context(table.empty_text, context)
+        return f'{NO_ROWS}{NO_ROWS_TEXT}{count}">{text}{NO_ROWS_TEXT_CLOSE}{NO_ROWS_CLOSE}'
+
+
 class BoundRows(rows.BoundRows):
     """django-tables2's rows of a table, each a ``BoundRow`` of ours."""
+
+    def body(self) -> Body:
+        """The rows printed for the table template; django-tables2's own
+        rows are printed by its own template."""
+        return Body(self.table)
 
     def __iter__(self):
         yield from self.generator_pinned_row(self.pinned_data.get("top"))
@@ -237,7 +467,27 @@ class Table(tables.Table):
         super().__init__(*args, **kwargs)
         self._plans = {}
         self._row_attrs_plan = None
+        # By field and language: value → label (``label``).
+        self.labels = {}
         self.rows = BoundRows(data=self.data, table=self, pinned_data=self.pinned_data)
+
+    @property
+    def tbody_rows(self) -> Body | None:
+        """What templates/orders/_table.html prints as the rows of ``<tbody>``;
+        None leaves them to django-tables2's template."""
+        body = getattr(self.rows, "body", None)
+        return body() if body is not None else None
+
+    def label(self, field, value):
+        """What ``get_FOO_display()`` answers for ``value`` of ``field``, from
+        the field's labels read once in the active language."""
+        key = (field, get_language())
+        labels = self.labels.get(key)
+        if labels is None:
+            choices = dict(make_hashable(field.flatchoices))
+            labels = self.labels[key] = {k: force_str(v, strings_only=True) for k, v in choices.items()}
+        label = labels.get(make_hashable(value), MISSING)
+        return force_str(value, strings_only=True) if label is MISSING else label
 
     def plan_of(self, bound_column) -> Plan:
         """How ``bound_column``'s cells are made, worked out on its first cell."""
