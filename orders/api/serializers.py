@@ -1,3 +1,4 @@
+import copy
 import re
 from decimal import Decimal
 
@@ -99,6 +100,13 @@ class EventSerializer(serializers.ModelSerializer):
         return None
 
 
+def _unbound(field):
+    """A copy of ``field`` that holds on to no serializer (nor its request)."""
+    copied = copy.copy(field)
+    copied.parent = None
+    return copied
+
+
 # Fields whose rendering of a value read from the database is the value itself.
 _AS_STORED = (serializers.CharField, serializers.ChoiceField, serializers.IntegerField, serializers.BooleanField)
 
@@ -188,7 +196,12 @@ class OrderSerializer(serializers.ModelSerializer):
         return out
 
     def _lean_plan(self):
-        plan = getattr(self, "_plan", None)
+        # Building a ModelSerializer's fields costs more than rendering a
+        # page of orders with them. A plan of fields that render a value
+        # alone (nothing of the request or of a nested serializer) is kept
+        # for the class and shared by every answer; one with a nested field
+        # is made for each serializer.
+        plan = getattr(self, "_plan", None) or type(self).__dict__.get("_shared_plan")
         if plan is None:
             plan = []
             for name, field in self.fields.items():
@@ -208,7 +221,9 @@ class OrderSerializer(serializers.ModelSerializer):
                 else:
                     how = "generic"
                 plan.append((name, how, field))
-            self._plan = plan
+            if all(how != "generic" for _name, how, _field in plan):
+                type(self)._shared_plan = [(name, how, _unbound(field)) for name, how, field in plan]
+        self._plan = plan
         return plan
 
 
