@@ -84,6 +84,15 @@ class RuleSpec:
     # besides its owner, and what they are sent.
     tells: tuple[str, ...] = ()
     tells_with: str = NotificationKind.CASE_OPENED
+    # ``probes(ctx)``: ``reads`` in parts, for the sweep's probe, when one
+    # condition over all of them leads PostgreSQL to walk every open order
+    # to show there is none; each part is ordered as its index is, so the
+    # planner takes the index. ``[reads(ctx)]`` when not given.
+    probes: Callable | None = None
+
+    def probe(self, ctx) -> list:
+        """What the sweep's probe asks of this rule: any row of these."""
+        return self.probes(ctx) if self.probes is not None else [self.reads(ctx)]
 
     @property
     def group(self) -> bool:
@@ -502,9 +511,11 @@ def _groups_sql(only=None) -> tuple[str, dict]:
 
 def groups_due(rule=None):
     """The split groups for which ``rule`` holds, as a queryset; with no rule,
-    those with no open order left, which the sweep closes."""
+    those for which any group rule holds or with no open order left (which
+    the sweep closes): what the sweep's probe asks, once for all of them."""
     sql, named = _groups_sql()
-    condition = f"c.{_FLAG_NAMES[rule]}" if rule else _CLOSABLE
+    flags = [f"c.{name}" for name in _FLAG_NAMES.values()]
+    condition = f"c.{_FLAG_NAMES[rule]}" if rule else " OR ".join([*flags, _CLOSABLE])
     # As positional parameters, in the order they appear, to sit in a queryset.
     sql = f"SELECT c.id FROM ({sql}) c WHERE {condition}"
     order = re.findall(r"%\((\w+)\)s", sql)
@@ -596,6 +607,12 @@ def _open_groups(ctx, orders=None):
     return SplitGroup.objects.filter(closed_at__isnull=True)
 
 
+def _asked_with_the_groups(ctx):
+    # The group rules are asked at once, with the groups left to close
+    # (``groups_due()`` in the sweep's probe): one read of the groups, not four.
+    return []
+
+
 def _reads_groups(rule):
     """A group rule's ``reads``: the groups it holds for (``groups_due``)."""
 
@@ -641,6 +658,19 @@ def unconfirmable_split_order(ctx, orders=None) -> list[Hit]:
 
 def _stalled_rows(ctx, orders=None):
     return _base(orders).over_sla(ctx.cfg.sla(), ctx.now)
+
+
+def _stalled_probes(ctx):
+    # One state at a time, oldest first: a range of ``order_open_state_age``.
+    return [
+        _base(None).over_sla({state: limit}, ctx.now).order_by("state_changed_at")
+        for state, limit in ctx.cfg.sla().items()
+    ]
+
+
+def _pending_sign_in_probes(ctx):
+    # Oldest arrival first: a range of ``order_pending_since``.
+    return [_pending_sign_in_rows(ctx).order_by(ARRIVED_AT)]
 
 
 def stalled(ctx, orders=None) -> list[Hit]:
@@ -731,6 +761,7 @@ RULES = _one_per_code(
         code=Rule.PENDING_SIGN_IN,
         evaluate=pending_sign_in,
         reads=_pending_sign_in_rows,
+        probes=_pending_sign_in_probes,
         owner=PROVIDER,
         severity=Severity.MEDIUM,  # high within pending_sign_in_high_within_hours of the deadline
         response_hours=12,
@@ -777,6 +808,7 @@ RULES = _one_per_code(
         code=Rule.SPLIT_ORDER,
         evaluate=split_order,
         reads=_reads_groups(Rule.SPLIT_ORDER),
+        probes=_asked_with_the_groups,
         # The provider contacts the merchant, who chooses (``orders.splits``).
         owner=PROVIDER,
         severity=Severity.MEDIUM,
@@ -791,6 +823,7 @@ RULES = _one_per_code(
         code=Rule.DUPLICATE_APPRAISAL_FEE,
         evaluate=duplicate_appraisal_fee,
         reads=_reads_groups(Rule.DUPLICATE_APPRAISAL_FEE),
+        probes=_asked_with_the_groups,
         owner=PROVIDER,
         severity=Severity.CRITICAL,
         response_hours=12,
@@ -804,6 +837,7 @@ RULES = _one_per_code(
         code=Rule.DUPLICATE_LOGISTICS_FEE,
         evaluate=duplicate_logistics_fee,
         reads=_reads_groups(Rule.DUPLICATE_LOGISTICS_FEE),
+        probes=_asked_with_the_groups,
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,
@@ -847,6 +881,7 @@ RULES = _one_per_code(
         code=Rule.STALLED,
         evaluate=stalled,
         reads=_stalled_rows,
+        probes=_stalled_probes,
         owner=MappingProxyType(
             {
                 S.AWAITING_SHIPMENT: MERCHANT,

@@ -82,13 +82,15 @@ def anything_due(ctx) -> bool:
     checks = [
         RiskCase.objects.filter(status__in=LIVE),
         escalations.waiting_for_reminder(ctx.now),
-        rules.groups_due(),  # split groups left to close
-        *(spec.reads(ctx) for spec in rules.RULES.values()),
+        rules.groups_due(),  # a split group some group rule holds for, or left to close
+        *(part for spec in rules.RULES.values() for part in spec.probe(ctx)),
     ]
     parts, params = [], []
     for queryset in checks:
+        # A part ordered as its index is keeps its order (``RuleSpec.probes``).
+        queryset = queryset if queryset.query.order_by else queryset.order_by()
         try:
-            sql, values = queryset.order_by().values("pk")[:1].query.sql_with_params()
+            sql, values = queryset.values("pk")[:1].query.sql_with_params()
         except EmptyResultSet:
             continue  # a rule that can read nothing now (no forecast figures yet)
         parts.append(f"EXISTS ({sql})")
