@@ -36,15 +36,46 @@ def on_steps(steps, actor):
     own_cases = Q(order_id__in=[o.pk for o in orders])
     group_cases = Q(rule__in=sorted(GROUP_RULES), trade_no__in={o.trade_no for o in orders})
     found = RiskCase.objects.live().filter(own_cases | group_cases)
-    own, groups = set(), set()
-    for order_id, rule, trade_no, sku in found.values_list("order_id", "rule", "trade_no", "sku"):
-        own.add(order_id)
-        if rule in GROUP_RULES:
-            groups.add((trade_no, sku))
+    own, groups = {}, set()
+    for row in found.values("pk", "rule", "subject", "fingerprint", "order_id", "trade_no", "sku"):
+        own.setdefault(row["order_id"], []).append(row)
+        if row["rule"] in GROUP_RULES:
+            groups.add((row["trade_no"], row["sku"]))
+    # Orders whose own cases only may have cleared are asked together; a step
+    # that opens or answers a case, or an order with a split group's case,
+    # is taken one by one as ``on_step`` takes it.
+    plain = []
     for order, event, params in steps:
-        concerned = order.pk in own or (order.trade_no, order.sku) in groups
-        if concerned or event.action in OPEN_AT_ONCE or event.action == Action.VERIFY_PENDING:
+        if event.action in OPEN_AT_ONCE or event.action == Action.VERIFY_PENDING:
             on_step(order, event, actor, params)
+        elif (order.trade_no, order.sku) in groups:
+            _resolve_cleared(order)
+        elif order.pk in own:
+            plain.append(order)
+    if plain:
+        _resolve_cleared_together(plain, [row for order in plain for row in own[order.pk]])
+
+
+def _resolve_cleared_together(orders, live):
+    """``_resolve_cleared`` for many orders whose live cases (``live``) are
+    their own, none of a split group's: each rule with such a case is asked
+    once about all of them."""
+    now = timezone.now()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    by_rule = {}
+    for row in live:
+        by_rule.setdefault(row["rule"], []).append(row)
+    finished = {order.pk for order in orders if order.state in TERMINAL_STATES}
+    cleared = {FINISHED: [], CLEARED_BY_STEP: []}
+    for rule, rows in by_rule.items():
+        asked = Order.objects.filter(pk__in=sorted({row["order_id"] for row in rows}))
+        holding = {hit.subject for hit in rules.RULES[rule].evaluate(ctx, asked)}
+        for row in rows:
+            if row["subject"] not in holding:
+                cleared[FINISHED if row["order_id"] in finished else CLEARED_BY_STEP].append(row)
+    for why, rows in cleared.items():
+        if rows:
+            sweep.resolve_rows(rows, Resolution.CONDITION_CLEARED, now, why=why)
 
 
 @workflow.set_wise(on_steps)
