@@ -18,7 +18,7 @@ from orders.fees import extra_charges
 from orders.inputs import msg_time_range, sane_time
 from orders.models import Order, in_split_group, over_sla_q
 from portal.choices import OrganisationKind
-from portal.filters import StyledFilterSet
+from portal.filters import ModelChoiceFilter, StyledFilterSet
 from portal.models import Organisation
 from risks.choices import GROUP_RULES, Rule
 from risks.models import RiskCase, RiskSettings
@@ -165,10 +165,10 @@ class OrderFilterSet(StyledFilterSet):
     state = django_filters.MultipleChoiceFilter(
         choices=OrderState.choices, label=_("State"), widget=forms.SelectMultiple(attrs={"size": 2})
     )
-    merchant = django_filters.ModelChoiceFilter(
+    merchant = ModelChoiceFilter(
         queryset=Organisation.objects.none(), to_field_name="code", label=_("Merchant")
     )
-    provider = django_filters.ModelChoiceFilter(
+    provider = ModelChoiceFilter(
         queryset=Organisation.objects.none(), to_field_name="code", label=_("Provider")
     )
     trade_no = django_filters.CharFilter(label=_("Trade number"))

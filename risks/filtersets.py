@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from orders.filtersets import LOOKBACK_DAYS, YES_NO, lookback_start
 from orders.models import Order
-from portal.filters import StyledFilterSet
+from portal.filters import ModelChoiceFilter, StyledFilterSet
 from portal.models import Organisation
 from risks.choices import LIVE_ESCALATIONS, CaseStatus, EscalationCategory, EscalationStatus, Rule, Severity
 from risks.escalations import operators_of_platform
@@ -40,7 +40,7 @@ class CaseFilterSet(StyledFilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices, label=_("Severity"))
     overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
     order = django_filters.CharFilter(method="filter_order", label=_("Order number"))
-    owner = django_filters.ModelChoiceFilter(
+    owner = ModelChoiceFilter(
         queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner")
     )
     # The cases one sweep opened, or sent to the platform, together: the time
@@ -149,7 +149,7 @@ class EscalationFilterSet(StyledFilterSet):
     order = django_filters.CharFilter(field_name="order__order_no", label=_("Order number"))
     mine = django_filters.ChoiceFilter(choices=YES_NO, method="filter_mine", label=_("Assigned to me"))
     response = django_filters.ChoiceFilter(choices=RESPONSES, method="filter_response", label=_("First response"))
-    organisation = django_filters.ModelChoiceFilter(
+    organisation = ModelChoiceFilter(
         field_name="raised_by_organisation",
         queryset=Organisation.objects.exclude(kind="platform"),
         to_field_name="code",

@@ -88,3 +88,15 @@ def test_the_default_list_reads_its_first_page_in_order_from_an_index(
     text = plan(sql)
     assert f"Index Scan using {index}" in text, text
     assert "Sort Key: orders_order.auto_confirm_at" not in text, text
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("persona", ["provider", "merchant", "operator"])
+def test_the_filter_forms_choices_are_one_plain_query(postgres, client, personas, history, persona):
+    # Not a server-side cursor (DECLARE, FETCH, CLOSE) for a handful of organisations.
+    client.force_login(personas[persona])
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("orders:list"))
+    assert response.status_code == 200
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("DECLARE", "FETCH", "CLOSE"))]
+    assert 'value="M-1"' in response.content.decode() or persona == "merchant"
