@@ -39,19 +39,16 @@ from surfaces import (  # noqa: E402
     busiest,
     key_client,
     person,
-    print_table,
     signed_in_client,
     start,
 )
 from worklists import (  # noqa: E402
-    HTML_TARGET_MS,
-    JSON_TARGET_MS,
-    QUERY_BUDGET,
     REFRESH,
     html_rows,
     json_rows,
     measure,
     plain_rows,
+    print_requests,
 )
 
 
@@ -96,18 +93,7 @@ def main():
         pairs += measure(requests_of(kind, web, api), args.runs, args.verbose)
         web.logout()
 
-    def target(got):
-        if "JSON" in got.label:
-            return f"p95 ≤ {JSON_TARGET_MS} ms"
-        return f"p95 ≤ {HTML_TARGET_MS}, ≤ {QUERY_BUDGET} q"
-
-    print_table(pairs, target)
-    print(
-        "\nfloor of a page or refresh: the same 50 rows in one query rendered by a plain template, behind the same "
-        "middleware and session; floor of the JSON: a DRF view with the same authentication answering the same "
-        "50 rows as plain values."
-    )
-    print("times in-process (no network, no WSGI server); queries of one request (CaptureQueriesContext).")
+    print_requests(pairs)
 
 
 if __name__ == "__main__":
