@@ -165,12 +165,8 @@ class OrderFilterSet(StyledFilterSet):
     state = django_filters.MultipleChoiceFilter(
         choices=OrderState.choices, label=_("State"), widget=forms.SelectMultiple(attrs={"size": 2})
     )
-    merchant = ModelChoiceFilter(
-        queryset=Organisation.objects.none(), to_field_name="code", label=_("Merchant")
-    )
-    provider = ModelChoiceFilter(
-        queryset=Organisation.objects.none(), to_field_name="code", label=_("Provider")
-    )
+    merchant = ModelChoiceFilter(queryset=Organisation.objects.none(), to_field_name="code", label=_("Merchant"))
+    provider = ModelChoiceFilter(queryset=Organisation.objects.none(), to_field_name="code", label=_("Provider"))
     trade_no = django_filters.CharFilter(label=_("Trade number"))
     deadline = django_filters.ChoiceFilter(choices=DEADLINE_WINDOWS, method="filter_deadline", label=_("Deadline"))
     deadline_before = SaneIsoDateTimeFilter(field_name="auto_confirm_at", lookup_expr="lt", label=_("Deadline before"))

@@ -40,9 +40,7 @@ class CaseFilterSet(StyledFilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices, label=_("Severity"))
     overdue = django_filters.ChoiceFilter(choices=YES_NO, method="filter_overdue", label=_("Overdue"))
     order = django_filters.CharFilter(method="filter_order", label=_("Order number"))
-    owner = ModelChoiceFilter(
-        queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner")
-    )
+    owner = ModelChoiceFilter(queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner"))
     # The cases one sweep opened, or sent to the platform, together: the time
     # it wrote them, exactly (ISO 8601 with its offset), as its summaries link.
     opened = django_filters.IsoDateTimeFilter(field_name="opened_at", label=_("Opened"))
