@@ -669,8 +669,11 @@ def _stalled_probes(ctx):
 
 
 def _pending_sign_in_probes(ctx):
-    # Oldest arrival first: a range of ``order_pending_since``.
-    return [_pending_sign_in_rows(ctx).order_by(ARRIVED_AT)]
+    # One state at a time: the arrived parcels, and those still inbound with
+    # the carrier's delivery scan; each a narrow read rather than a walk of
+    # every open order by deadline.
+    rows = _pending_sign_in_rows(ctx)
+    return [rows.filter(state=S.ARRIVED), rows.filter(state=S.INBOUND, inbound_delivered_at__isnull=False)]
 
 
 def stalled(ctx, orders=None) -> list[Hit]:
