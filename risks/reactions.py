@@ -53,29 +53,7 @@ def on_steps(steps, actor):
         elif order.pk in own:
             plain.append(order)
     if plain:
-        _resolve_cleared_together(plain, [row for order in plain for row in own[order.pk]])
-
-
-def _resolve_cleared_together(orders, live):
-    """``_resolve_cleared`` for many orders whose live cases (``live``) are
-    their own, none of a split group's: each rule with such a case is asked
-    once about all of them."""
-    now = timezone.now()
-    ctx = rules.Context.build(now, RiskSettings.current())
-    by_rule = {}
-    for row in live:
-        by_rule.setdefault(row["rule"], []).append(row)
-    finished = {order.pk for order in orders if order.state in TERMINAL_STATES}
-    cleared = {FINISHED: [], CLEARED_BY_STEP: []}
-    for rule, rows in by_rule.items():
-        asked = Order.objects.filter(pk__in=sorted({row["order_id"] for row in rows}))
-        holding = {hit.subject for hit in rules.RULES[rule].evaluate(ctx, asked)}
-        for row in rows:
-            if row["subject"] not in holding:
-                cleared[FINISHED if row["order_id"] in finished else CLEARED_BY_STEP].append(row)
-    for why, rows in cleared.items():
-        if rows:
-            sweep.resolve_rows(rows, Resolution.CONDITION_CLEARED, now, why=why)
+        _clear({order: own[order.pk] for order in plain})
 
 
 @workflow.set_wise(on_steps)
@@ -114,19 +92,34 @@ def _resolve_cleared(order, keep=(), only=None):
     if only is not None:
         about = about.filter(rule__in=sorted(only))
     live = list(about.values("pk", "rule", "subject", "fingerprint"))
-    if not live:
-        return
+    if live:
+        grouped = any(rules.RULES[row["rule"]].group for row in live)
+        _clear({order: live}, group=(order.trade_no, order.sku) if grouped else None)
+
+
+def _clear(live, group=None):
+    """Close the cases of ``live`` (an order → its live case rows) whose rule
+    no longer holds for that order, each rule asked once about all the
+    orders it has a case on (one order from a step, many from a carrier's
+    batch); a group rule reads the split group ``group`` names."""
     now = timezone.now()
     ctx = rules.Context.build(now, RiskSettings.current())
-    if any(rules.RULES[row["rule"]].group for row in live):
-        rules.only_group(ctx, order.trade_no, order.sku)
-    cleared = []
-    for row in live:
-        hits = rules.RULES[row["rule"]].evaluate(ctx, Order.objects.filter(pk=order.pk))
-        if row["subject"] not in {hit.subject for hit in hits}:
-            cleared.append(row)
-    why = FINISHED if order.state in TERMINAL_STATES else CLEARED_BY_STEP
-    sweep.resolve_rows(cleared, Resolution.CONDITION_CLEARED, now, why=why)
+    if group is not None:
+        rules.only_group(ctx, *group)
+    by_rule = {}
+    for order, rows in live.items():
+        for row in rows:
+            by_rule.setdefault(row["rule"], []).append((order, row))
+    cleared = {FINISHED: [], CLEARED_BY_STEP: []}
+    for rule, pairs in by_rule.items():
+        asked = Order.objects.filter(pk__in=sorted({order.pk for order, _row in pairs}))
+        holding = {hit.subject for hit in rules.RULES[rule].evaluate(ctx, asked)}
+        for order, row in pairs:
+            if row["subject"] not in holding:
+                cleared[FINISHED if order.state in TERMINAL_STATES else CLEARED_BY_STEP].append(row)
+    for why, rows in cleared.items():
+        if rows:
+            sweep.resolve_rows(rows, Resolution.CONDITION_CLEARED, now, why=why)
 
 
 def _verified(order, actor, params):
