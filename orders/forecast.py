@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db.models import Case, DateTimeField, DurationField, F, Q, Subquery, Value, When
+from django.db.models import Case, DateTimeField, DurationField, F, Func, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Least
 
 from orders.choices import OrderState
@@ -43,6 +43,47 @@ FORECAST_STATES = (*PROVIDER_STAGES, TRANSIT)
 # (``RiskSettings.forecast_min_samples`` overrides it).
 MIN_SAMPLES = 20
 ZERO = timedelta(0)
+
+
+class _PerProviderAndState(Func):
+    """An order's figure in a table of figures per provider and state
+    (``values``: ``{(provider_id, state): value}``; ``own`` the providers with
+    rows of their own, the others taking the row of ``None``); NULL where the
+    table has none.
+
+    On PostgreSQL the table is sent as one two-dimensional array, and the
+    order's row and column are found with ``array_position``: three
+    parameters, whatever the number of providers. Spelled out as CASE
+    expressions, a dozen providers' figures made a statement of 15,000
+    characters that took Django 27 ms to build and PostgreSQL 6 ms to plan,
+    every sweep. Elsewhere it is that CASE."""
+
+    def __init__(self, values, own, output_field):
+        super().__init__(F("provider_id"), F("state"), output_field=output_field)
+        self.values, self.own = values, list(own)
+
+    def as_sql(self, compiler, connection, **extra):
+        def by_state(provider_id):
+            whens = [When(state=s, then=Value(v)) for (p, s), v in self.values.items() if p == provider_id]
+            return Case(*whens, default=None, output_field=self.output_field)
+
+        case = Case(
+            *(When(provider_id=p, then=by_state(p)) for p in self.own),
+            default=by_state(None),
+            output_field=self.output_field,
+        )
+        return compiler.compile(case.resolve_expression(compiler.query))
+
+    def as_postgresql(self, compiler, connection, **extra):
+        (provider, provider_params), (state, state_params) = map(compiler.compile, self.get_source_expressions())
+        table = [[self.values.get((p, s)) for s in FORECAST_STATES] for p in [*self.own, None]]
+        sql = (
+            f"(%s::{self.output_field.db_type(connection)}[])"
+            f"[COALESCE(array_position(%s::bigint[], ({provider})::bigint), %s)]"
+            f"[array_position(%s::text[], ({state})::text)]"
+        )
+        params = [table, self.own, len(self.own) + 1, [str(s) for s in FORECAST_STATES]]
+        return sql, (*params[:3], *provider_params, *params[3:], *state_params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +226,9 @@ class Forecaster:
         stage overran its 90th percentile), or before ``since + longest``
         (``since``: when the order entered its state, or now if that is ahead).
 
-        ``left`` and ``longest`` are looked up per provider, then per state, in
-        two CASE expressions rather than spelled out in one condition per
-        provider and state: the planner then has no long OR to test every
+        ``left`` and ``longest`` are looked up per provider and state
+        (``_PerProviderAndState``) rather than spelled out in one condition
+        per provider and state: the planner then has no long OR to test every
         partial index against. Every late order's deadline comes before
         ``now`` plus the longest of all, which the open-deadline index
         answers first."""
@@ -204,15 +245,7 @@ class Forecaster:
             return Q(pk__in=[])
 
         def per_order(values, field):
-            def by_state(provider_id):
-                whens = [When(state=state, then=Value(v)) for (p, state), v in values.items() if p == provider_id]
-                return Case(*whens, default=None, output_field=field)
-
-            return Case(
-                *(When(provider_id=p, then=by_state(p)) for p in own),
-                default=by_state(None),
-                output_field=field,
-            )
+            return _PerProviderAndState(values, own, output_field=field)
 
         started = Least(F("state_changed_at"), Value(now, output_field=DateTimeField()))
         return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & (
