@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the whole request runs in a frame-stack chunk of its own (portal/stack.py).
+    "portal.stack.RoomyStackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
