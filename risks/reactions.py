@@ -80,7 +80,8 @@ def on_step(order, event, actor, params):
 
 
 def _live(order, rule):
-    return RiskCase.objects.live().filter(rule=rule, subject=f"order:{order.pk}").select_related("order", "owner")
+    live = RiskCase.objects.live().filter(rule=rule, subject=rules.order_subject(order.pk))
+    return live.select_related("order", "owner")
 
 
 def _resolve_cleared(order, keep=(), only=None):

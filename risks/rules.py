@@ -58,7 +58,10 @@ class RuleSpec:
     # queryset, before anything is decided in Python. No row, no hit: the
     # sweep asks whether any rule has a row, in one statement, before it
     # evaluates any (``risks.sweep``), so a sweep with nothing due costs a
-    # few queries whatever the size of the history.
+    # few queries whatever the size of the history. And for a rule about
+    # single orders, every row is a hit (``forecast_miss`` asks its forecast
+    # in SQL exactly: tests/orders/test_forecast.py): the sweep compares
+    # them with the live cases in SQL (``risks.sweep._evaluate``).
     reads: Callable
     # Whose case it is: an organisation kind, or one per order state.
     owner: str | Mapping[str, str]
@@ -233,10 +236,15 @@ def _order_rows(orders, *fields, **moments):
     )
 
 
+def order_subject(order_id) -> str:
+    """The subject of a case about one order."""
+    return f"order:{order_id}"
+
+
 def _order_hit(ctx, rule, row, *, fingerprint, severity=None, money=None, details=None) -> Hit:
     return Hit(
         rule=rule,
-        subject=f"order:{row['pk']}",
+        subject=order_subject(row["pk"]),
         fingerprint=str(fingerprint),
         order_id=row["pk"],
         trade_no=row["trade_no"],
@@ -336,7 +344,7 @@ def offline_shipment(ctx, orders=None) -> list[Hit]:
     return [
         Hit(
             rule=Rule.OFFLINE_SHIPMENT,
-            subject=f"order:{r['order_id']}",
+            subject=order_subject(r["order_id"]),
             fingerprint=str(r["last_seq"]),
             order_id=r["order_id"],
             trade_no=r["order__trade_no"],

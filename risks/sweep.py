@@ -106,17 +106,17 @@ def _sweep(ctx) -> Summary:
     live = _live_cases()
     fresh = {}
     for rule, spec in rules.RULES.items():
-        hits = {hit.subject: hit for hit in spec.evaluate(ctx)}
         current = live.get(rule, {})
-        cleared = [case for subject, case in current.items() if subject not in hits]
+        hits, still = _evaluate(spec, ctx, current)
+        cleared = [case for subject, case in current.items() if subject not in still]
         restarted = [
             case
             for subject, case in current.items()
-            if subject in hits and spec.restart_on_new_evidence and case["fingerprint"] != hits[subject].fingerprint
+            if subject in still and spec.restart_on_new_evidence and case["fingerprint"] != hits[subject].fingerprint
         ]
         resolved = resolve_rows(cleared, Resolution.CONDITION_CLEARED, now)
         resolved += resolve_rows(restarted, Resolution.SUPERSEDED, now)
-        still_live = {s for s in current if s in hits} - {c["subject"] for c in restarted}
+        still_live = still - {c["subject"] for c in restarted}
         fresh[rule] = [hit for subject, hit in hits.items() if subject not in still_live]
         if resolved:
             summary.resolved[rule] = resolved
@@ -128,6 +128,32 @@ def _sweep(ctx) -> Summary:
         escalations.remind_unassigned(now, settings.ESCALATION_REMINDER_HOURS)
     _close_finished_groups(ctx, now)
     return summary
+
+
+def _evaluate(spec, ctx, current) -> tuple[dict, set]:
+    """The rule's hits to act on, by subject, and the subjects of its live
+    cases (``current``) that it still hits.
+
+    A rule about single orders whose case stands whatever its evidence shows
+    (not ``restart_on_new_evidence``) is compared with its live cases in
+    SQL: its rows (``RuleSpec.reads``, each a hit) come back as order ids,
+    each marked with whether the order has a live case of the rule, and
+    hits are built only for the orders that have none. In a steady sweep
+    nearly every hit has its case already, so those rows are never built.
+    Other rules are evaluated whole and compared here."""
+    if spec.group or spec.restart_on_new_evidence or not current:
+        hits = {hit.subject: hit for hit in spec.evaluate(ctx)}
+        return hits, {subject for subject in current if subject in hits}
+    read = spec.reads(ctx)
+    column = "pk" if read.model is Order else "order_id"
+    with_case = Exists(RiskCase.objects.filter(rule=spec.code, status__in=LIVE, order=OuterRef(column)))
+    still, new = set(), set()
+    for order_id, has_case in read.annotate(has_live_case=with_case).values_list(column, "has_live_case"):
+        (still if has_case else new).add(order_id)
+    hits = {}
+    if new:
+        hits = {hit.subject: hit for hit in spec.evaluate(ctx, Order.objects.filter(pk__in=sorted(new)))}
+    return hits, {rules.order_subject(order_id) for order_id in still}
 
 
 @contextmanager

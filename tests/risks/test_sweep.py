@@ -168,3 +168,45 @@ def test_the_probe_sees_each_kind_of_work(merchant_org, provider_org, platform):
     assert not sweep.anything_due(ctx)
     bulk_orders(merchant_org, provider_org, 3, 1, now)
     assert sweep.anything_due(ctx)
+
+
+def test_live_cases_still_hit_are_compared_in_sql_and_left_alone(merchant_org, provider_org, platform, monkeypatch):
+    """A rule whose case stands on any evidence (deadline at risk) is not
+    rebuilt for the orders that have a live case: those are only asked
+    whether the rule still reads them. The outcome is the whole evaluation's:
+    the cleared case resolves, the standing one stays as it was, the new hit
+    opens."""
+    import dataclasses
+    from types import MappingProxyType
+
+    now = timezone.now()
+    bulk_orders(merchant_org, provider_org, 3, 0, now)
+    Order.objects.update(auto_confirm_at=now + timedelta(hours=2))
+    cleared, standing, finished = Order.objects.order_by("pk")
+    first = run_sweep(now)
+    assert first.opened == {Rule.DEADLINE_AT_RISK: 3}
+    kept = RiskCase.objects.get(rule=Rule.DEADLINE_AT_RISK, order=standing)
+    kept_status, kept_events = kept.status, kept.events.count()
+
+    Order.objects.filter(pk=cleared.pk).update(auto_confirm_at=now + timedelta(days=10))
+    Order.objects.filter(pk=finished.pk).update(state=S.COMPLETED)
+    new_order(merchant_org, provider_org, order_no="PO-AT-RISK", auto_confirm_at=now + timedelta(hours=3))
+    built = []
+    spec = rules.RULES[Rule.DEADLINE_AT_RISK]
+
+    def evaluate(ctx, orders=None):
+        hits = spec.evaluate(ctx, orders)
+        built.extend(hit.order_id for hit in hits)
+        return hits
+
+    replaced = MappingProxyType({**rules.RULES, Rule.DEADLINE_AT_RISK: dataclasses.replace(spec, evaluate=evaluate)})
+    monkeypatch.setattr(rules, "RULES", replaced)
+    second = run_sweep(now + timedelta(minutes=5))
+
+    assert second.opened == {Rule.DEADLINE_AT_RISK: 1}
+    assert second.resolved == {Rule.DEADLINE_AT_RISK: 2}
+    assert built == [Order.objects.get(order_no="PO-AT-RISK").pk]
+    live = RiskCase.objects.live().filter(rule=Rule.DEADLINE_AT_RISK)
+    assert sorted(live.values_list("order__order_no", flat=True)) == sorted([standing.order_no, "PO-AT-RISK"])
+    kept.refresh_from_db()
+    assert (kept.status, kept.resolved_at, kept.events.count()) == (kept_status, None, kept_events)
