@@ -82,8 +82,8 @@ class _PerProviderAndState(Func):
             f"[COALESCE(array_position(%s::bigint[], ({provider})::bigint), %s)]"
             f"[array_position(%s::text[], ({state})::text)]"
         )
-        params = [table, self.own, len(self.own) + 1, [str(s) for s in FORECAST_STATES]]
-        return sql, (*params[:3], *provider_params, *params[3:], *state_params)
+        states = [str(s) for s in FORECAST_STATES]
+        return sql, (table, self.own, len(self.own) + 1, *provider_params, states, *state_params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,13 +244,10 @@ class Forecaster:
         if furthest is None:
             return Q(pk__in=[])
 
-        def per_order(values, field):
-            return _PerProviderAndState(values, own, output_field=field)
-
         started = Least(F("state_changed_at"), Value(now, output_field=DateTimeField()))
         return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & (
-            Q(auto_confirm_at__lt=per_order(left, DateTimeField()))
-            | Q(auto_confirm_at__lt=started + per_order(longest, DurationField()))
+            Q(auto_confirm_at__lt=_PerProviderAndState(left, own, output_field=DateTimeField()))
+            | Q(auto_confirm_at__lt=started + _PerProviderAndState(longest, own, output_field=DurationField()))
         )
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
