@@ -6,6 +6,9 @@ The sweep stays the safety net: what a step misses (a deadline applied
 set-wise, a threshold passing with no step at all), the next sweep finds.
 """
 
+import dataclasses
+import functools
+
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -31,7 +34,9 @@ def on_steps(steps, actor):
     batch): the live cases about all their orders, split groups' included,
     are found in one query, and ``on_step`` runs only for a step that opens
     or answers a case itself or whose order has a live case; for any other
-    it would find no case and do nothing."""
+    it would find no case and do nothing. They share one sweep context: the
+    thresholds, the platform and the forecasts are read once for the set."""
+    context = functools.cache(_context)
     orders = [order for order, _event, _params in steps]
     own_cases = Q(order_id__in=[o.pk for o in orders])
     group_cases = Q(rule__in=sorted(GROUP_RULES), trade_no__in={o.trade_no for o in orders})
@@ -47,36 +52,43 @@ def on_steps(steps, actor):
     plain = []
     for order, event, params in steps:
         if event.action in OPEN_AT_ONCE or event.action == Action.VERIFY_PENDING:
-            on_step(order, event, actor, params)
+            on_step(order, event, actor, params, context=context)
         elif (order.trade_no, order.sku) in groups:
-            _resolve_cleared(order)
+            _resolve_cleared(order, context=context)
         elif order.pk in own:
             plain.append(order)
     if plain:
-        _clear({order: own[order.pk] for order in plain})
+        _clear({order: own[order.pk] for order in plain}, context=context)
 
 
 @workflow.set_wise(on_steps)
-def on_step(order, event, actor, params):
+def on_step(order, event, actor, params, *, context=None):
     """Called by the workflow after every step (one of ``workflow.REACTIONS``),
-    inside its transaction, with the step's cleaned ``params``:
+    inside its transaction, with the step's cleaned ``params`` (and, from
+    ``on_steps``, the set's shared ``context``):
 
     1. a step that is itself a risk (a blocked flow, an offline scan) opens its case;
     2. a verification of a pending parcel answers (or escalates) its case;
     3. every live case about the order whose condition the step removed
        resolves now, not at the next sweep.
     """
+    context = context or _context
     rule = OPEN_AT_ONCE.get(event.action)
     if rule is not None:
-        now = timezone.now()
-        ctx = rules.Context.build(now, RiskSettings.current())
+        ctx = context()
         hits = rules.RULES[rule].evaluate(ctx, Order.objects.filter(pk=order.pk))
-        sweep.open_hits(rule, hits, now)
+        sweep.open_hits(rule, hits, ctx.now)
     elif event.action == Action.VERIFY_PENDING:
         _verified(order, actor, params)
     # A verification answers (or escalates) its case itself: it is the
     # person's answer, not a condition that went away.
-    _resolve_cleared(order, keep={Rule.PENDING_SIGN_IN} if event.action == Action.VERIFY_PENDING else set())
+    keep = {Rule.PENDING_SIGN_IN} if event.action == Action.VERIFY_PENDING else set()
+    _resolve_cleared(order, keep=keep, context=context)
+
+
+def _context() -> rules.Context:
+    """What the rules need to be asked now: the time, the thresholds, the platform."""
+    return rules.Context.build(timezone.now(), RiskSettings.current())
 
 
 def _live(order, rule):
@@ -84,7 +96,7 @@ def _live(order, rule):
     return live.select_related("order", "owner")
 
 
-def _resolve_cleared(order, keep=(), only=None):
+def _resolve_cleared(order, keep=(), only=None, context=_context):
     """Ask each rule with a live case about ``order`` whether it still holds,
     for this order (or its split group) alone, and close the cases it does not
     (those of the rules in ``keep`` aside; of the rules in ``only`` alone, when
@@ -95,18 +107,20 @@ def _resolve_cleared(order, keep=(), only=None):
     live = list(about.values("pk", "rule", "subject", "fingerprint"))
     if live:
         grouped = any(rules.RULES[row["rule"]].group for row in live)
-        _clear({order: live}, group=(order.trade_no, order.sku) if grouped else None)
+        _clear({order: live}, group=(order.trade_no, order.sku) if grouped else None, context=context)
 
 
-def _clear(live, group=None):
+def _clear(live, group=None, context=_context):
     """Close the cases of ``live`` (an order → its live case rows) whose rule
     no longer holds for that order, each rule asked once about all the
     orders it has a case on (one order from a step, many from a carrier's
-    batch); a group rule reads the split group ``group`` names."""
-    now = timezone.now()
-    ctx = rules.Context.build(now, RiskSettings.current())
+    batch); a group rule reads the split group ``group`` names. ``context``
+    gives the rules' context (``_context``, or one shared by a set of steps)."""
+    ctx = context()
+    now = ctx.now
     if group is not None:
-        rules.only_group(ctx, *group)
+        # A copy that reads this group only; what it works out is shared.
+        ctx = rules.only_group(dataclasses.replace(ctx), *group)
     by_rule = {}
     for order, rows in live.items():
         for row in rows:

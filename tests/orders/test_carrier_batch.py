@@ -213,6 +213,32 @@ def test_a_mixed_batch_ends_as_applying_its_scans_one_by_one_would(
     assert any(c[0] == Rule.OFFLINE_SHIPMENT for c in by_set["cases"])
 
 
+def test_the_risk_reaction_reads_the_thresholds_once_for_the_whole_set(
+    integration, merchant_org, provider_org, platform, taken_as_a_set
+):
+    at_risk = [
+        advance(new_order(merchant_org, provider_org, deadline_in=timedelta(hours=30)), S.OUTBOUND) for _ in range(3)
+    ]
+    grouped = [advance(new_order(merchant_org, provider_org, trade_no="T-SHARED", sku="S"), S.INBOUND) for _ in range(2)]
+    run_sweep()
+    live = RiskCase.objects.live()
+    assert live.filter(rule=Rule.DEADLINE_AT_RISK).count() == 3
+    assert live.filter(rule=Rule.SPLIT_ORDER, subject="group:T-SHARED/S").exists()
+    when = timezone.now().replace(microsecond=0) - timedelta(minutes=5)
+    events = [event(o.waybill_no, DELIVERED, when) for o in at_risk]
+    events.append(event(grouped[0].inbound_tracking_no, DELIVERED, when))
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = post(events)
+
+    assert {r["outcome"] for r in answer["results"]} == {ScanOutcome.APPLIED}
+    assert sorted(taken_as_a_set) == sorted(o.order_no for o in [*at_risk, grouped[0]])
+    # The orders' own cases and the split group's are asked with one context.
+    assert sum("risks_risksettings" in q["sql"] for q in queries) == 1
+    assert not live.filter(rule=Rule.DEADLINE_AT_RISK).exists()  # the deliveries cleared them
+    assert live.filter(rule=Rule.SPLIT_ORDER, subject="group:T-SHARED/S").exists()  # still split
+
+
 def one_step_batch(merchant_org, provider_org, size):
     """``size`` orders, half waiting for the inbound delivery, half for the
     courier's pickup, and the scans that move each one step."""
