@@ -25,12 +25,15 @@ the event log.
 """
 
 import datetime
+import functools
+import operator
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db.models import Case, DateTimeField, DurationField, F, Func, Q, Subquery, Value, When
+from django.db.models import Case, DateTimeField, DurationField, Exists, F, Func, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce, Least
+from django.db.models.lookups import Exact
 
 from orders.choices import OrderState
 from orders.durations import PROVIDER_STAGES, TRANSIT
@@ -49,41 +52,61 @@ class _PerProviderAndState(Func):
     """An order's figure in a table of figures per provider and state
     (``values``: ``{(provider_id, state): value}``; ``own`` the providers with
     rows of their own, the others taking the row of ``None``); NULL where the
-    table has none.
+    table has none. The provider is the order's own, or the expression
+    ``provider``; the state the order's own, or the one ``state`` names.
 
-    On PostgreSQL the table is sent as one two-dimensional array, and the
-    order's row and column are found with ``array_position``: three
-    parameters, whatever the number of providers. Spelled out as CASE
-    expressions, a dozen providers' figures made a statement of 15,000
-    characters that took Django 27 ms to build and PostgreSQL 6 ms to plan,
-    every sweep. Elsewhere it is that CASE."""
+    On PostgreSQL the table is sent as one array, two-dimensional or the one
+    state's column, and the order's row (and column) are found with
+    ``array_position``: three parameters, whatever the number of providers.
+    Spelled out as CASE expressions, a dozen providers' figures made a
+    statement of 15,000 characters that took Django 27 ms to build and
+    PostgreSQL 6 ms to plan, every sweep. Elsewhere it is that CASE."""
 
-    def __init__(self, values, own, output_field):
-        super().__init__(F("provider_id"), F("state"), output_field=output_field)
-        self.values, self.own = values, list(own)
+    def __init__(self, values, own, output_field, provider=None, state=None):
+        columns = [] if state is not None else [F("state")]
+        super().__init__(provider or F("provider_id"), *columns, output_field=output_field)
+        self.values, self.own, self.state = values, list(own), state
 
     def as_sql(self, compiler, connection, **extra):
+        provider, *column = self.get_source_expressions()
+
         def by_state(provider_id):
-            whens = [When(state=s, then=Value(v)) for (p, s), v in self.values.items() if p == provider_id]
+            if self.state is not None:
+                return Value(self.values.get((provider_id, self.state)), output_field=self.output_field)
+            whens = [When(Exact(column[0], s), then=Value(v)) for (p, s), v in self.values.items() if p == provider_id]
             return Case(*whens, default=None, output_field=self.output_field)
 
         case = Case(
-            *(When(provider_id=p, then=by_state(p)) for p in self.own),
+            *(When(Exact(provider, p), then=by_state(p)) for p in self.own),
             default=by_state(None),
             output_field=self.output_field,
         )
         return compiler.compile(case.resolve_expression(compiler.query))
 
     def as_postgresql(self, compiler, connection, **extra):
-        (provider, provider_params), (state, state_params) = map(compiler.compile, self.get_source_expressions())
-        table = [[self.values.get((p, s)) for s in FORECAST_STATES] for p in [*self.own, None]]
+        (provider, provider_params), *column = map(compiler.compile, self.get_source_expressions())
+        rows = [*self.own, None]
         sql = (
             f"(%s::{self.output_field.db_type(connection)}[])"
             f"[COALESCE(array_position(%s::bigint[], ({provider})::bigint), %s)]"
-            f"[array_position(%s::text[], ({state})::text)]"
         )
-        states = [str(s) for s in FORECAST_STATES]
-        return sql, (table, self.own, len(self.own) + 1, *provider_params, states, *state_params)
+        if self.state is not None:
+            table = [self.values.get((p, self.state)) for p in rows]
+            return sql, (table, self.own, len(rows), *provider_params)
+        (state, state_params), states = column[0], [str(s) for s in FORECAST_STATES]
+        table = [[self.values.get((p, s)) for s in FORECAST_STATES] for p in rows]
+        sql += f"[array_position(%s::text[], ({state})::text)]"
+        return sql, (table, self.own, len(rows), *provider_params, states, *state_params)
+
+
+def _late(now, own, left, longest, provider=None, state=None) -> Q:
+    """``Forecaster.late_q``'s test of one order, its deadline before ``left``
+    or before ``since + longest`` (the tables of ``_late_tables``)."""
+    started = Least(F("state_changed_at"), Value(now, output_field=DateTimeField()))
+    per = functools.partial(_PerProviderAndState, own=own, provider=provider, state=state)
+    return Q(auto_confirm_at__lt=per(left, output_field=DateTimeField())) | Q(
+        auto_confirm_at__lt=started + per(longest, output_field=DurationField())
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,23 +255,49 @@ class Forecaster:
         partial index against. Every late order's deadline comes before
         ``now`` plus the longest of all, which the open-deadline index
         answers first."""
+        tables = self._late_tables(now)
+        if tables is None:
+            return Q(pk__in=[])
+        own, left, longest = tables
+        furthest = max(longest.values())
+        return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & _late(now, own, left, longest)
+
+    def late_providers_q(self, now) -> Q:
+        """The providers (``Organisation`` rows) with an order whose forecast
+        at ``now`` is late: ``late_q`` asked provider by provider and state by
+        state. Every late order's deadline comes before ``now`` plus the
+        longest of its own provider and state, so each is one range of the
+        (provider, state, deadline) index, a few entries long; ``late_q``
+        reads every open order due before the longest of all providers."""
+        tables = self._late_tables(now)
+        if tables is None:
+            return Q(pk__in=[])
+        own, left, longest = tables
+        order = apps.get_model("orders", "Order")
+        provider = OuterRef("pk")
+        any_late = []
+        for state in FORECAST_STATES:
+            bound = {key: now + value for key, value in longest.items() if key[1] == state}
+            before = _PerProviderAndState(bound, own, DateTimeField(), provider=provider, state=state)
+            late = _late(now, own, left, longest, provider=provider, state=state)
+            any_late.append(
+                Q(Exists(order.objects.filter(late, provider_id=provider, state=state, auto_confirm_at__lt=before)))
+            )
+        return functools.reduce(operator.or_, any_late)
+
+    def _late_tables(self, now):
+        """``late_q``'s tables: the providers with figures of their own, and
+        ``left`` (a moment) and ``longest`` (a duration) per provider (``None``
+        for the others) and state; ``None`` when there is no figure at all."""
         own = sorted({provider for provider, _stage in self.own})
-        left, longest, furthest = {}, {}, None
+        left, longest = {}, {}
         for provider_id in [*own, None]:
             for state in FORECAST_STATES:
                 remaining = self.remaining(provider_id, state)
                 if remaining is not None:
                     left[provider_id, state] = now + remaining.later_p90 + self.margin
                     longest[provider_id, state] = remaining.longest + self.margin
-                    furthest = max(furthest or ZERO, longest[provider_id, state])
-        if furthest is None:
-            return Q(pk__in=[])
-
-        started = Least(F("state_changed_at"), Value(now, output_field=DateTimeField()))
-        return Q(state__in=FORECAST_STATES, auto_confirm_at__lt=now + furthest) & (
-            Q(auto_confirm_at__lt=_PerProviderAndState(left, own, output_field=DateTimeField()))
-            | Q(auto_confirm_at__lt=started + _PerProviderAndState(longest, own, output_field=DurationField()))
-        )
+        return (own, left, longest) if longest else None
 
     def forecast(self, *, provider_id, state, since, deadline, now) -> Forecast | None:
         """The forecast of an order of ``provider_id`` in ``state`` since

@@ -90,7 +90,8 @@ class RuleSpec:
     # ``probes(ctx)``: ``reads`` in parts, for the sweep's probe, when one
     # condition over all of them leads PostgreSQL to walk every open order
     # to show there is none; each part is ordered as its index is, so the
-    # planner takes the index. ``[reads(ctx)]`` when not given.
+    # planner takes the index, or asks from another side (the providers
+    # with a row of ``reads``). ``[reads(ctx)]`` when not given.
     probes: Callable | None = None
 
     def probe(self, ctx) -> list:
@@ -725,6 +726,15 @@ def _forecast_miss_rows(ctx, orders=None):
     return _base(orders).filter(ctx.forecaster().late_q(ctx.now))
 
 
+def _forecast_miss_probes(ctx):
+    # Provider by provider and state by state: a few index entries each,
+    # rather than every open order due before the slowest provider's
+    # longest forecast. Every order's provider is an organisation of that
+    # kind (``Order.provider``).
+    providers = Organisation.objects.filter(kind=OrganisationKind.PROVIDER)
+    return [providers.filter(ctx.forecaster().late_providers_q(ctx.now))]
+
+
 def forecast_miss(ctx, orders=None) -> list[Hit]:
     """Orders signed for whose expected delivery (``orders.forecast``: what is
     left of the provider's stages and the journey, at their 90th
@@ -876,6 +886,7 @@ RULES = _one_per_code(
         code=Rule.FORECAST_MISS,
         evaluate=forecast_miss,
         reads=_forecast_miss_rows,
+        probes=_forecast_miss_probes,
         owner=PROVIDER,
         severity=Severity.HIGH,
         response_hours=12,

@@ -219,7 +219,9 @@ def test_the_risk_reaction_reads_the_thresholds_once_for_the_whole_set(
     at_risk = [
         advance(new_order(merchant_org, provider_org, deadline_in=timedelta(hours=30)), S.OUTBOUND) for _ in range(3)
     ]
-    grouped = [advance(new_order(merchant_org, provider_org, trade_no="T-SHARED", sku="S"), S.INBOUND) for _ in range(2)]
+    grouped = [
+        advance(new_order(merchant_org, provider_org, trade_no="T-SHARED", sku="S"), S.INBOUND) for _ in range(2)
+    ]
     run_sweep()
     live = RiskCase.objects.live()
     assert live.filter(rule=Rule.DEADLINE_AT_RISK).count() == 3

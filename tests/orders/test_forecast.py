@@ -4,13 +4,14 @@ raises a case when an order is expected after its deadline."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from orders import durations, workflow
 from orders.choices import Action, AppraisalResult, OrderState
 from orders.forecast import Forecaster
 from orders.models import StageDuration
-from portal.models import Notification
+from portal.models import Notification, Organisation
 from risks import sweep
 from risks.choices import Rule
 from risks.models import RiskCase
@@ -223,3 +224,17 @@ def test_the_databases_late_test_agrees_with_each_forecast(merchant_org, provide
     expected = {o.order_no for o in candidates if (f := forecaster.of(o, NOW)) is not None and f.late}
     assert found == expected
     assert 0 < len(expected) < len(rows)
+
+    # The sweep's probe asks from the providers' side (``late_providers_q``):
+    # each order alone among the forecast ones, its provider is found
+    # exactly when the order is late.
+    Order.objects.filter(pk__in=[row.pk for row in rows]).update(state=S.COMPLETED)
+    providers = Organisation.objects.filter(forecaster.late_providers_q(NOW)).values_list("pk", flat=True)
+    sql, params = providers.query.sql_with_params()  # built once: the rows change, not the question
+    with connection.cursor() as cursor:
+        for row in rows:
+            cursor.execute("UPDATE orders_order SET state = %s WHERE id = %s", [row.state, row.pk])
+            cursor.execute(sql, params)
+            found = [pk for (pk,) in cursor.fetchall()]
+            assert found == ([row.provider_id] if row.order_no in expected else []), row.order_no
+            cursor.execute("UPDATE orders_order SET state = %s WHERE id = %s", [S.COMPLETED.value, row.pk])
