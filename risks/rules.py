@@ -133,13 +133,19 @@ class Hit:
     provider_id: int | None = None
 
 
+# ``Context.platform_id`` before it is first needed.
+_UNREAD = object()
+
+
 @dataclass
 class Context:
     """What every rule needs for one sweep: the time, the thresholds, the platform."""
 
     now: datetime.datetime
     cfg: object
-    platform_id: int | None
+    # The platform organisation's id, read when a case first needs an owner
+    # (``platform``): a sweep with nothing due never asks.
+    platform_id: int | None = _UNREAD
     groups: list | None = None
     # What ``due``, ``owner_id`` and ``group_details`` work out once per rule
     # (per state, per kind of group) for the thousands of hits of a sweep.
@@ -147,10 +153,14 @@ class Context:
 
     @classmethod
     def build(cls, now, cfg):
-        platform = (
-            Organisation.objects.filter(kind=OrganisationKind.PLATFORM).order_by("pk").values_list("pk", flat=True)
-        )
-        return cls(now=now, cfg=cfg, platform_id=platform.first())
+        return cls(now=now, cfg=cfg)
+
+    def platform(self) -> int | None:
+        """The platform organisation's id (``None`` if there is none)."""
+        if self.platform_id is _UNREAD:
+            platform = Organisation.objects.filter(kind=OrganisationKind.PLATFORM).order_by("pk")
+            self.platform_id = platform.values_list("pk", flat=True).first()
+        return self.platform_id
 
     def due(self, rule, deadline=None):
         """When a case opened now is due: its response time, but never after the
@@ -192,7 +202,7 @@ class Context:
             return merchant_id
         if kind == PROVIDER:
             return provider_id
-        return self.platform_id
+        return self.platform()
 
 
 def _base(orders):
