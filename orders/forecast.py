@@ -31,7 +31,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db.models import Case, DateTimeField, DurationField, Exists, F, Func, OuterRef, Q, Subquery, Value, When
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    DurationField,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Least
 from django.db.models.lookups import Exact
 
@@ -97,6 +111,62 @@ class _PerProviderAndState(Func):
         table = [[self.values.get((p, s)) for s in FORECAST_STATES] for p in rows]
         sql += f"[array_position(%s::text[], ({state})::text)]"
         return sql, (table, self.own, len(rows), *provider_params, states, *state_params)
+
+
+class _AnyOrderLate(Func):
+    """PostgreSQL: whether an order of the provider ``provider`` (an
+    expression, the provider's id) is late at ``now``, by the tables of
+    ``Forecaster._late_tables``: for each forecast state, the provider's
+    figures (its own row, or the row of ``None``) picked out of the tables
+    once, then one range of the (provider, state, deadline) index up to
+    ``now`` plus its longest, each order in it tested as ``late_q`` tests
+    it. A few parameters and a short statement, where ``late_providers_q``'s
+    EXISTS per state costs Django milliseconds to build and PostgreSQL to
+    plan."""
+
+    output_field = BooleanField()
+
+    def __init__(self, provider, now, own, left, longest):
+        super().__init__(provider)
+        self.now, self.own, self.left, self.longest = now, list(own), left, longest
+
+    def as_postgresql(self, compiler, connection, **extra):
+        provider, provider_params = compiler.compile(self.get_source_expressions()[0])
+        rows = [*self.own, None]
+
+        def table(values):
+            return [[values.get((p, s)) for s in FORECAST_STATES] for p in rows]
+
+        order = apps.get_model("orders", "Order")
+        quote = connection.ops.quote_name
+        column = {name: f"o.{quote(order._meta.get_field(name).column)}" for name in ORDER_COLUMNS}
+        sql = (
+            "EXISTS (SELECT 1 FROM ("
+            "SELECT f.state, (%s::interval[])[g.r][f.k] AS longest, (%s::timestamptz[])[g.r][f.k] AS left_at "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS f(state, k), "
+            f"(SELECT COALESCE(array_position(%s::bigint[], ({provider})::bigint), %s) AS r) AS g) AS x "
+            f"WHERE EXISTS (SELECT 1 FROM {quote(order._meta.db_table)} AS o "
+            f"WHERE {column['provider']} = ({provider}) AND {column['state']} = x.state "
+            f"AND {column['auto_confirm_at']} < %s::timestamptz + x.longest "
+            f"AND ({column['auto_confirm_at']} < x.left_at "
+            f"OR {column['auto_confirm_at']} < LEAST({column['state_changed_at']}, %s::timestamptz) + x.longest)))"
+        )
+        states = [str(s) for s in FORECAST_STATES]
+        params = (
+            table(self.longest),
+            table(self.left),
+            states,
+            self.own,
+            *provider_params,
+            len(rows),
+            *provider_params,
+            self.now,
+            self.now,
+        )
+        return sql, params
+
+
+ORDER_COLUMNS = ("provider", "state", "auto_confirm_at", "state_changed_at")
 
 
 def _late(now, own, left, longest, provider=None, state=None) -> Q:
@@ -273,6 +343,8 @@ class Forecaster:
         if tables is None:
             return Q(pk__in=[])
         own, left, longest = tables
+        if connection.vendor == "postgresql":
+            return Q(_AnyOrderLate(F("pk"), now, own, left, longest))
         order = apps.get_model("orders", "Order")
         provider = OuterRef("pk")
         any_late = []
