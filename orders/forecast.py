@@ -231,11 +231,16 @@ class Remaining:
         return self.current.p90 + self.later_p90
 
 
+# What a forecast reads of a ``StageDuration`` row.
+_FIGURE_FIELDS = ("provider_id", "carrier", "stage", "median", "p90", "samples", "computed_at")
+
+
 class Forecaster:
     """The figures of ``StageDuration`` arranged for forecasting: per provider
     and state, what is left (``remaining``)."""
 
     def __init__(self, rows, min_samples=MIN_SAMPLES, margin=ZERO):
+        # ``rows``: ``StageDuration`` rows, or anything with ``_FIGURE_FIELDS``.
         self.min_samples = min_samples
         self.margin = margin
         self.own: dict[tuple[int, str], Figure] = {}
@@ -267,11 +272,12 @@ class Forecaster:
         def configured(name):
             return Coalesce(Subquery(saved.values(name)), Value(getattr(defaults, name)))
 
+        # Plain rows, not model instances: the figures are read every sweep.
         rows = list(
             StageDuration.objects.annotate(
                 configured_min_samples=configured("forecast_min_samples"),
                 configured_margin_hours=configured("forecast_margin_hours"),
-            )
+            ).values_list(*_FIGURE_FIELDS, "configured_min_samples", "configured_margin_hours", named=True)
         )
         if min_samples is None:
             min_samples = rows[0].configured_min_samples if rows else defaults.forecast_min_samples
