@@ -4,8 +4,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
-from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, models
+from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
@@ -47,6 +48,23 @@ def over_sla_q(sla: Mapping[str, timedelta], now: datetime) -> Q:
     for state, limit in sla.items():
         condition |= Q(state=state, state_changed_at__lte=now - limit)
     return condition
+
+
+def any_over_sla(sla: Mapping[str, timedelta], now: datetime):
+    """Whether any order is over its state's SLA (``over_sla_q``), as a
+    condition that does not depend on the row it is asked of. On PostgreSQL
+    one statement over the states, each a range of the open orders' state-age
+    index, planned once rather than once per state; elsewhere ``Exists``."""
+    if connection.vendor != "postgresql":
+        return Exists(Order.objects.filter(over_sla_q(sla, now)))
+    table = connection.ops.quote_name(Order._meta.db_table)
+    return RawSQL(
+        "EXISTS (SELECT 1 FROM unnest(%s::text[], %s::timestamptz[]) AS sla(state, since) "
+        f"WHERE EXISTS (SELECT 1 FROM {table} AS o WHERE o.state = sla.state AND o.state = ANY(%s::text[]) "
+        "AND o.state_changed_at <= sla.since))",
+        ([str(state) for state in sla], [now - limit for limit in sla.values()], sorted(OPEN_STATES)),
+        output_field=BooleanField(),
+    )
 
 
 class OrderQuerySet(ScopedQuerySet):
