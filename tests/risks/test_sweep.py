@@ -172,6 +172,24 @@ def test_the_probe_sees_each_kind_of_work(merchant_org, provider_org, platform):
     assert sweep.anything_due(ctx)
 
 
+def test_the_stalled_probe_agrees_with_the_rule_state_by_state(merchant_org, provider_org):
+    """``any_over_sla`` (the probe's stalled part, written out on
+    PostgreSQL) finds an order exactly when ``over_sla`` does: each state
+    with an SLA, a second either side of its limit, each order alone."""
+    from orders.models import any_over_sla
+
+    now = timezone.now().replace(microsecond=0)
+    sla = RiskSettings.current().sla()
+    order = new_order(merchant_org, provider_org)
+    for state, limit in sla.items():
+        for offset, over in ((timedelta(seconds=-1), True), (timedelta(0), True), (timedelta(seconds=1), False)):
+            Order.objects.filter(pk=order.pk).update(state=state, state_changed_at=now - limit + offset)
+            assert Order.objects.over_sla(sla, now).exists() is over, (state, offset)
+            assert Order.objects.filter(any_over_sla(sla, now)).exists() is over, (state, offset)
+    Order.objects.filter(pk=order.pk).update(state=S.COMPLETED, state_changed_at=now - timedelta(days=365))
+    assert not Order.objects.filter(any_over_sla(sla, now)).exists()  # a finished order has no SLA
+
+
 def test_live_cases_still_hit_are_compared_in_sql_and_left_alone(merchant_org, provider_org, platform, monkeypatch):
     """A rule whose case stands on any evidence (deadline at risk) is not
     rebuilt for the orders that have a live case: those are only asked
