@@ -15,6 +15,8 @@ or use ``bulk_create`` when nothing needs to come back.
 import datetime
 import json
 import threading
+import time
+from contextlib import contextmanager
 from itertools import chain
 
 from django.db import connection, models, transaction
@@ -133,7 +135,7 @@ def append(model, fields: list[str], rows) -> None:
     columns = ", ".join(connection.ops.quote_name(field.column) for field in [*given, *stamped])
     table = connection.ops.quote_name(model._meta.db_table)
     copying = f"COPY {table} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(copying) as copy:
+    with connection.cursor() as cursor, connection.wrap_database_errors, _copying(cursor, copying) as copy:
         for row in rows:
             row = [*row, *now]
             for i, encode in encoders:
@@ -169,7 +171,7 @@ def _copy(cursor, scratch, table, columns, given, rows):
     # JSON and moments are sent as their text; every other value as it is.
     encoders = [(i, encode) for i, field in enumerate(given) if (encode := _encoder(field))]
     cursor.execute(f"CREATE TEMPORARY TABLE {scratch} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA")
-    with cursor.cursor.copy(f"COPY {scratch} ({columns}) FROM STDIN") as copy:
+    with _copying(cursor, f"COPY {scratch} ({columns}) FROM STDIN") as copy:
         for row in rows:
             if len(row) != len(given):
                 raise ValueError(f"a row of {len(row)} values for {len(given)} fields")
@@ -178,6 +180,17 @@ def _copy(cursor, scratch, table, columns, given, rows):
                 for i, encode in encoders:
                     row[i] = encode(row[i])
             copy.write_row(row)
+
+
+@contextmanager
+def _copying(cursor, sql):
+    """The driver's ``COPY``, logged as a statement where Django logs them
+    (``connection.queries``, what query counts read)."""
+    started = time.monotonic()
+    with cursor.cursor.copy(sql) as copy:
+        yield copy
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 def _stage(cursor, scratch, table, columns, given, rows):
