@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import connection
+from django.db import NotSupportedError, connection
 from django.db.models import (
     BooleanField,
     Case,
@@ -113,6 +113,10 @@ class _PerProviderAndState(Func):
         return sql, (table, self.own, len(rows), *provider_params, states, *state_params)
 
 
+# The order columns ``_AnyOrderLate`` reads.
+_LATE_COLUMNS = ("provider", "state", "auto_confirm_at", "state_changed_at")
+
+
 class _AnyOrderLate(Func):
     """PostgreSQL: whether an order of the provider ``provider`` (an
     expression, the provider's id) is late at ``now``, by the tables of
@@ -130,6 +134,9 @@ class _AnyOrderLate(Func):
         super().__init__(provider)
         self.now, self.own, self.left, self.longest = now, list(own), left, longest
 
+    def as_sql(self, compiler, connection, **extra):
+        raise NotSupportedError("written for PostgreSQL; late_providers_q asks other databases through the ORM")
+
     def as_postgresql(self, compiler, connection, **extra):
         provider, provider_params = compiler.compile(self.get_source_expressions()[0])
         rows = [*self.own, None]
@@ -139,7 +146,7 @@ class _AnyOrderLate(Func):
 
         order = apps.get_model("orders", "Order")
         quote = connection.ops.quote_name
-        column = {name: f"o.{quote(order._meta.get_field(name).column)}" for name in ORDER_COLUMNS}
+        column = {name: f"o.{quote(order._meta.get_field(name).column)}" for name in _LATE_COLUMNS}
         sql = (
             "EXISTS (SELECT 1 FROM ("
             "SELECT f.state, (%s::interval[])[g.r][f.k] AS longest, (%s::timestamptz[])[g.r][f.k] AS left_at "
@@ -164,9 +171,6 @@ class _AnyOrderLate(Func):
             self.now,
         )
         return sql, params
-
-
-ORDER_COLUMNS = ("provider", "state", "auto_confirm_at", "state_changed_at")
 
 
 def _late(now, own, left, longest, provider=None, state=None) -> Q:
