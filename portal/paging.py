@@ -34,6 +34,12 @@ class BoundedPaginator(LazyPaginator):
         return number
 
 
+def sort_as_asked(request, table):
+    """Sort ``table`` from the request's ``sort``, as ``paginate`` does, without paging it."""
+    RequestConfig(request, paginate=False).configure(table)
+    return table
+
+
 def paginate(request, table, per_page=DEFAULT_PER_PAGE):
     """Sort and page ``table`` from the request's ``sort``, ``page`` and ``per_page``."""
     RequestConfig(request, paginate={"per_page": per_page, "paginator_class": BoundedPaginator}).configure(table)

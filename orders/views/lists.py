@@ -19,7 +19,7 @@ from orders.models import Order
 from orders.tables import OrderTable
 from portal.choices import OrganisationKind
 from portal.exports import format_of
-from portal.paging import PER_PAGE_CHOICES, paginate, per_page_of
+from portal.paging import PER_PAGE_CHOICES, paginate, per_page_of, sort_as_asked
 
 BULK_LIMIT = 500
 # Lists say how many orders they hold up to this many, and "more than" past it,
@@ -46,8 +46,6 @@ def _order_list(request, queryset, *, template, context, filename_stem, worklist
     organisation = organisation_of(request)
     filterset, orders = _filtered(request, queryset, request.GET, omit)
     wanted = format_of(request)
-    if wanted:
-        return download_orders(orders, filename_stem, wanted)
     selectable = worklist is not None and (worklist.bulk or worklist.labels)
     exclude = [] if selectable else ["select"]
     exclude += [name for name in NUMBER_COLUMNS if worklist is None or name not in worklist.numbers]
@@ -59,6 +57,10 @@ def _order_list(request, queryset, *, template, context, filename_stem, worklist
         worklist=worklist.slug if worklist else None,
         forecasts=worklist is None or worklist.forecast,
     )
+    if wanted:
+        # Every matching order, in the order the page shows them (its ``sort``).
+        sort_as_asked(request, table)
+        return download_orders(table.data.data, filename_stem, wanted)
     paginate(request, table, per_page_of(request))
     query = request.GET.copy()
     query.pop("page", None)

@@ -236,3 +236,43 @@ def test_the_export_links_keep_the_lists_filter(client, provider, merchant_org, 
     html = page.content.decode()
     for fmt in FORMATS:
         assert f'href="?merchant={merchant_org.code}&amp;export={fmt}"' in html
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_file_lists_the_orders_as_the_page_sorts_them(client, operator, merchant_org, provider_org, fmt):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    # Created in one order, due in another, signed in in a third.
+    orders = [new_order(merchant_org, provider_org, auto_confirm_at=now + timedelta(days=d)) for d in (3, 1, 2)]
+    for order, hours in zip(orders, (5, 9, 1), strict=True):
+        Order.objects.filter(pk=order.pk).update(state_changed_at=now - timedelta(hours=hours))
+    client.force_login(operator)
+    url = reverse("orders:list")
+
+    def listed(**params):
+        page = client.get(url, params).context["table"].paginated_rows
+        return [row.record.order_no for row in page]
+
+    def exported(**params):
+        return column(rows_of(export(client, url, fmt, **params), fmt), header("order_no"))
+
+    by_deadline = [orders[1].order_no, orders[2].order_no, orders[0].order_no]
+    assert listed() == exported() == by_deadline  # the page's own order when none is asked for
+    assert listed(sort="-auto_confirm_at") == exported(sort="-auto_confirm_at") == by_deadline[::-1]
+    longest_in_state = [orders[1].order_no, orders[0].order_no, orders[2].order_no]
+    assert listed(sort="age") == exported(sort="age") == longest_in_state
+    assert exported(sort="no-such-column") == by_deadline  # an unknown sort is ignored, as on the page
+
+
+def test_the_export_links_keep_the_lists_sort(client, provider, merchant_org, provider_org):
+    make(merchant_org, provider_org, "to-appraise")
+    client.force_login(provider)
+
+    page = client.get(reverse("orders:worklist", args=["to-appraise"]), {"sort": "-auto_confirm_at", "page": 1})
+
+    html = page.content.decode()
+    for fmt in FORMATS:
+        assert f'href="?sort=-auto_confirm_at&amp;export={fmt}"' in html
