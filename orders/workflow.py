@@ -784,7 +784,7 @@ _EVENT_COLUMNS = [
     "recorded_at",
 ]
 # A set's events are written when they are recorded (``bulk.append``).
-_SET_EVENT_COLUMNS = _EVENT_COLUMNS[:-1]
+_SET_EVENT_COLUMNS = [name for name in _EVENT_COLUMNS if name != "recorded_at"]
 
 
 def _creation_refusal(actor: Actor, fields: dict) -> errors.WorkflowError | None:
