@@ -130,9 +130,6 @@ WHERE entered_at IS NOT NULL
 GROUP BY GROUPING SETS ((provider, stage), (stage), (carrier, stage))
 HAVING GROUPING(carrier) = 1 OR (stage = %s AND carrier <> '')
 """
-# The statement's estimated cost puts it past the JIT thresholds, and
-# compiling it took longer than the rest of the work (0.8 s of 1.5 s).
-_NO_JIT = "SET LOCAL jit = off"
 _COLUMNS = ("provider_id", "carrier", "stage", "median", "p90", "samples", "window", "computed_at")
 
 
@@ -150,7 +147,6 @@ def refresh(now=None, window=WINDOW) -> int:
             with connection.cursor() as cursor:
                 # Writers queue behind one another; readers are not held up.
                 cursor.execute("LOCK TABLE orders_stageduration IN SHARE ROW EXCLUSIVE MODE")
-                cursor.execute(_NO_JIT)
                 cursor.execute("DELETE FROM orders_stageduration")
                 sql, params = _figures_sql(now, window)
                 columns = ", ".join(f'"{name}"' for name in _COLUMNS)
@@ -165,8 +161,7 @@ def figures(now, window=WINDOW) -> list[StageDuration]:
     were at a past moment (``risks.replay``)."""
     if connection.vendor != "postgresql":
         return _in_python(samples(now, window), now, window)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_NO_JIT)
+    with connection.cursor() as cursor:
         cursor.execute(*_figures_sql(now, window))
         return [StageDuration(**dict(zip(_COLUMNS, row, strict=True))) for row in cursor.fetchall()]
 

@@ -25,20 +25,17 @@ The second and the third read tallies that beat counts every minute
 fees on each request does not fit at a million orders. The charts drawn
 from them say as of when; the lists their numbers link to are live.
 
-With the session, the person, the list of orders nearest their deadline
-under the charts (and their risk cases) and, on PostgreSQL, turning the JIT
-off for the page (``without_jit``), the page makes twelve queries.
+With the session, the person and the list of orders nearest their deadline
+under the charts (and their risk cases), the page makes eleven queries.
 """
 
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 from urllib.parse import urlencode
 
-from django.db import connection, transaction
 from django.db.models import Count, Max, Sum
 from django.db.models.functions import TruncDate
 from django.urls import reverse
@@ -335,20 +332,6 @@ class Board:
     def days(self) -> list:
         today = timezone.localdate(self.now)
         return [today - timedelta(days=n) for n in range(LOOKBACK_DAYS - 1, -1, -1)]
-
-
-@contextmanager
-def without_jit():
-    """Read the board in one transaction with PostgreSQL's JIT off. The
-    planner compiles a query whose estimated cost passes ``jit_above_cost``,
-    and a scoped count of live risk cases (one index lookup per case) passes
-    it: compiling cost more than it saved, and past ``jit_optimize_above_cost``
-    (a few times more cases) far more (docs/benchmarks.md). One query more."""
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL jit = off")
-        yield
 
 
 def refresh_tallies(now=None) -> dict:

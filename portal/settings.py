@@ -128,7 +128,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_SQLITE_NAME", "") or None}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})
+    # PostgreSQL's JIT off for every connection: the portal's statements read
+    # a few rows through indexes, often many times over, which the planner
+    # prices past jit_above_cost; compiling cost more than it saved wherever
+    # it was measured (the sweep's probe 560 ms against 21, the dashboard,
+    # the stage durations; docs/deploy.md). Options from the URL come after,
+    # so an installation can put it back.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = " ".join(filter(None, ["-c jit=off", _options.get("options", "")]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery broker ----------------------------------------------

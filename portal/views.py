@@ -57,23 +57,22 @@ def _board(request):
 
 def _dashboard(request):
     board = _board(request)
-    with dashboard.without_jit():
-        charts = {slug: make(board) for slug, make in dashboard.CHARTS.items()}
-        # The side the person is on needs no column of its own.
-        own_side = [request.user.kind] if request.user.kind != OrganisationKind.PLATFORM else []
-        table = OrderTable(board.near_deadline().for_lists().order_by("auto_confirm_at"), exclude=["select", *own_side])
-        paginate(request, table)
-        return render(
-            request,
-            "portal/dashboard.html",
-            {
-                "charts": [chart for slug, chart in charts.items() if slug != "providers"],
-                "scorecard": charts["providers"],
-                "headline": dashboard.headline(charts),
-                "lookback_days": dashboard.LOOKBACK_DAYS,
-                "table": table,
-            },
-        )
+    charts = {slug: make(board) for slug, make in dashboard.CHARTS.items()}
+    # The side the person is on needs no column of its own.
+    own_side = [request.user.kind] if request.user.kind != OrganisationKind.PLATFORM else []
+    table = OrderTable(board.near_deadline().for_lists().order_by("auto_confirm_at"), exclude=["select", *own_side])
+    paginate(request, table)
+    return render(
+        request,
+        "portal/dashboard.html",
+        {
+            "charts": [chart for slug, chart in charts.items() if slug != "providers"],
+            "scorecard": charts["providers"],
+            "headline": dashboard.headline(charts),
+            "lookback_days": dashboard.LOOKBACK_DAYS,
+            "table": table,
+        },
+    )
 
 
 @login_required
@@ -103,8 +102,7 @@ def dashboard_csv(request, chart):
     if make is None:
         raise Http404
     board = _board(request)
-    with dashboard.without_jit():
-        figures = make(board)
+    figures = make(board)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{chart}.csv"'
     response.write("\ufeff")

@@ -67,7 +67,7 @@ def run_sweep(now=None) -> Summary:
     """One sweep now; returns what it opened, resolved and escalated, per rule."""
     now = now or timezone.now()
     ctx = rules.Context.build(now, RiskSettings.current())
-    with _planned_without_jit(), _collecting_garbage_after():
+    with _collecting_garbage_after():
         summary = _sweep(ctx) if anything_due(ctx) else Summary()
     logger.info("risk sweep: %s", summary.line())
     return summary
@@ -170,25 +170,6 @@ def _collecting_garbage_after():
     finally:
         if paused:
             gc.enable()
-
-
-@contextmanager
-def _planned_without_jit():
-    """Run the sweep's statements without PostgreSQL's JIT compiler. Its
-    queries read a few rows each through indexes, some of them many times
-    over (a split group's orders), which the planner's costs make look big
-    enough to compile: compiling costs more than it saves there. Set for the
-    connection while the sweep runs, then put back."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET jit = off")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET jit")
 
 
 # pg_advisory_xact_lock's two-key form, apart from the one-key locks of split groups.

@@ -600,15 +600,3 @@ def test_a_case_is_seen_with_its_order_or_with_any_order_of_its_group(personas, 
     # Among them, a group case filed under another organisation's order.
     if persona in ("merchant2", "provider2"):
         assert RiskCase.objects.visible_to(user).exclude(order__in=mine).exists()
-
-
-def test_the_page_turns_postgresqls_jit_off_for_its_queries(client, postgres, story, provider):
-    client.force_login(provider)
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(reverse("dashboard")).status_code == 200
-    statements = [q["sql"] for q in queries]
-    assert "SET LOCAL jit = off" in statements
-    # Before the board's first query, in the same transaction as the rest.
-    assert statements.index("SET LOCAL jit = off") < next(
-        i for i, sql in enumerate(statements) if "risks_riskcase" in sql
-    )

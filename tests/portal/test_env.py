@@ -109,3 +109,22 @@ def test_site_url_wins_over_the_bind_address():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "https://portal.example.com"
+
+
+def test_postgresql_connections_run_without_jit(postgres):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
+def test_options_in_the_database_url_come_after_the_jit_switch():
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['options'])",
+        DATABASE_URL="postgres://portal@127.0.0.1:5432/portal?options=-c%20jit%3Don",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "-c jit=off -c jit=on"
