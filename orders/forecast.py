@@ -266,6 +266,14 @@ class Forecaster:
             margin = timedelta(hours=rows[0].configured_margin_hours if rows else defaults.forecast_margin_hours)
         return cls(rows, min_samples, margin)
 
+    def key(self) -> tuple:
+        """Everything a forecast here depends on, for comparing two loads."""
+        return (
+            self.min_samples,
+            self.margin,
+            *(tuple(sorted(figures.items())) for figures in (self.own, self.pooled, self.carriers)),
+        )
+
     def figure(self, provider_id, stage) -> tuple[Figure | None, bool]:
         """The figure a stage of ``provider_id`` is forecast by, and whether it is the provider's own."""
         own = self.own.get((provider_id, stage))

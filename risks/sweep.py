@@ -25,15 +25,17 @@ import logging
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
@@ -79,6 +81,13 @@ def anything_due(ctx) -> bool:
     reminder, a split group left to close, or a row some rule reads
     (``RuleSpec.reads``: every hit comes from one). False means a full sweep
     would write nothing, and it is skipped."""
+    sql, params = _probe_statement(ctx)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.fetchone()[0])
+
+
+def _build_probe(ctx) -> tuple[str, list]:
     checks = [
         RiskCase.objects.filter(status__in=LIVE),
         escalations.waiting_for_reminder(ctx.now),
@@ -95,9 +104,56 @@ def anything_due(ctx) -> bool:
             continue  # a rule that can read nothing now (no forecast figures yet)
         parts.append(f"EXISTS ({sql})")
         params.extend(values)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + (" OR ".join(parts) or "FALSE"), params)
-        return bool(cursor.fetchone()[0])
+    return "SELECT " + (" OR ".join(parts) or "FALSE"), params
+
+
+# The probe as last built: {inputs: (built for this time, statement, parameters)}.
+_kept_probe = {}
+# How far apart the two builds are that show the probe's times follow the clock.
+_PROBE_CHECK = timedelta(days=1, hours=1, minutes=1, seconds=1)
+
+
+def _probe_statement(ctx) -> tuple[str, list]:
+    """The probe for ``ctx``, built once for the thresholds and stage
+    durations in force and kept for the next sweeps.
+
+    Building it is most of a quiet sweep's Python (a dozen querysets
+    compiled), and between two sweeps only the clock moves: every time in
+    it is the sweep's time plus a fixed amount. That is checked when it is
+    built, by building it again a day and an hour later and comparing; a
+    probe whose times do not follow the clock is built every sweep."""
+    inputs = (
+        connection.vendor,
+        id(rules.RULES),
+        tuple(field.value_from_object(ctx.cfg) for field in ctx.cfg._meta.concrete_fields),
+        ctx.forecaster().key(),
+    )
+    kept = _kept_probe.get(inputs)
+    if kept is not None:
+        built_for, sql, params = kept
+        return sql, _shifted(params, ctx.now - built_for)
+    sql, params = _build_probe(ctx)
+    later = rules.Context(now=ctx.now + _PROBE_CHECK, cfg=ctx.cfg, _answers={"forecaster": ctx.forecaster()})
+    if _build_probe(later) == (sql, _shifted(params, _PROBE_CHECK)):
+        _kept_probe.clear()
+        _kept_probe[inputs] = (ctx.now, sql, params)
+    return sql, params
+
+
+def _shifted(params, by):
+    """``params`` with every time in them (in lists too) moved by ``by``."""
+    if not by:
+        return params
+    return [_shifted(value, by) if isinstance(value, list) else _moved(value, by) for value in params]
+
+
+def _moved(value, by):
+    return value + by if isinstance(value, datetime) else value
+
+
+@receiver(setting_changed)
+def _forget_the_probe(**kwargs):
+    _kept_probe.clear()
 
 
 def _sweep(ctx) -> Summary:

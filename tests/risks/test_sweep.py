@@ -230,3 +230,57 @@ def test_live_cases_still_hit_are_compared_in_sql_and_left_alone(merchant_org, p
     assert sorted(live.values_list("order__order_no", flat=True)) == sorted([standing.order_no, "PO-AT-RISK"])
     kept.refresh_from_db()
     assert (kept.status, kept.resolved_at, kept.events.count()) == (kept_status, None, kept_events)
+
+
+def _probe_inputs(provider_org):
+    from tests.orders.test_forecast_views import figures
+
+    figures()
+    figures(provider_org)
+    sweep._kept_probe.clear()
+    return RiskSettings.current()
+
+
+def test_the_kept_probe_is_the_probe_built_at_each_later_time(postgres, merchant_org, provider_org):
+    cfg = _probe_inputs(provider_org)
+    now = timezone.now()
+    first = rules.Context.build(now, cfg)
+    first.forecaster()
+    # Building reads nothing but the thresholds and the figures, which key it.
+    with CaptureQueriesContext(connection) as queries:
+        assert sweep._probe_statement(first) == sweep._build_probe(first)
+    assert not queries.captured_queries
+    assert len(sweep._kept_probe) == 1
+    # Five minutes on, past the local midnight, a month and a half on.
+    for later in (timedelta(minutes=5), timedelta(hours=13, seconds=7), timedelta(days=45, microseconds=3)):
+        ctx = rules.Context.build(now + later, cfg)
+        ctx.forecaster()
+        assert sweep._probe_statement(ctx) == sweep._build_probe(ctx), later
+    assert len(sweep._kept_probe) == 1
+
+
+def test_the_kept_probe_finds_what_becomes_due_later(postgres, merchant_org, provider_org, platform):
+    cfg = _probe_inputs(provider_org)
+    now = timezone.now()
+    bulk_orders(merchant_org, provider_org, 3, 0, now)
+    assert not sweep.anything_due(rules.Context.build(now, cfg))
+    assert sweep._kept_probe
+    # Awaiting shipment for an hour; its 48 h SLA passes 47 hours on.
+    assert not sweep.anything_due(rules.Context.build(now + timedelta(hours=46), cfg))
+    assert sweep.anything_due(rules.Context.build(now + timedelta(hours=48), cfg))
+
+
+def test_a_changed_threshold_or_figure_builds_the_probe_again(postgres, merchant_org, provider_org):
+    cfg = _probe_inputs(provider_org)
+    now = timezone.now()
+    sweep.anything_due(rules.Context.build(now, cfg))
+    cfg.pending_sign_in_hours += 5
+    cfg.save()
+    ctx = rules.Context.build(now, RiskSettings.current())
+    assert sweep._probe_statement(ctx) == sweep._build_probe(ctx)
+    from orders.models import StageDuration
+
+    StageDuration.objects.filter(provider=provider_org).update(p90=timedelta(hours=99))
+    ctx = rules.Context.build(now, RiskSettings.current())
+    assert sweep._probe_statement(ctx) == sweep._build_probe(ctx)
+    assert len(sweep._kept_probe) == 1
