@@ -16,7 +16,7 @@ from django_filters.fields import IsoDateTimeField
 from orders.choices import DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS, OPEN_STATES, TERMINAL_STATES, OrderState
 from orders.fees import extra_charges
 from orders.inputs import msg_time_range, sane_time
-from orders.models import Order, in_split_group, over_sla_q
+from orders.models import OPEN_ORDERS, Order, in_split_group, over_sla_q
 from portal.choices import OrganisationKind
 from portal.filters import ModelChoiceFilter, StyledFilterSet
 from portal.models import Organisation
@@ -38,6 +38,8 @@ YES_NO = [("yes", _("Yes")), ("no", _("No"))]
 # edges are hours from now; the last two are the deadline windows the lists
 # highlight (``orders.choices``).
 AT_RISK_STATES = sorted(OPEN_STATES - {OrderState.DELIVERED})
+# The same as a condition, said as the open orders' indexes say it.
+AT_RISK_Q = OPEN_ORDERS & ~Q(state=OrderState.DELIVERED)
 AT_RISK_EDGES = (0, 12, 24, DEADLINE_AT_RISK_HOURS, DEADLINE_NEAR_HOURS)
 
 
@@ -77,7 +79,7 @@ def deadline_band_q(band: str, now) -> Q:
 
 def at_risk_q(band: str, now) -> Q:
     """Open orders not yet delivered whose deadline falls in ``band`` (a code of ``AT_RISK_BANDS``)."""
-    return Q(state__in=AT_RISK_STATES) & deadline_band_q(band, now)
+    return AT_RISK_Q & deadline_band_q(band, now)
 
 
 def day_start(day):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Count, Q
 from django.utils.translation import gettext_lazy as _
 
-from orders.choices import OPEN_STATES, Action, AppraisalResult, OrderState
-from orders.models import PENDING_SIGN_IN_Q
+from orders.choices import Action, AppraisalResult, OrderState
+from orders.models import OPEN_ORDERS, PENDING_SIGN_IN_Q
 
 S = OrderState
 
@@ -83,7 +83,7 @@ WORKLISTS = (
         bulk=True,
     ),
     Worklist("awaiting-pickup", _("Awaiting pickup"), Q(state=S.WAYBILL_PRINTED), numbers=("waybill_no",), labels=True),
-    Worklist("blocked", _("Blocked"), Q(flow_blocked=True, state__in=sorted(OPEN_STATES))),
+    Worklist("blocked", _("Blocked"), Q(flow_blocked=True) & OPEN_ORDERS),
 )
 BY_SLUG = {w.slug: w for w in WORKLISTS}
 STATIONS = {w.slug: w for w in WORKLISTS if w.action}

@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from orders import tallies
 from orders.choices import DEADLINE_AT_RISK_HOURS, FLOW_ORDER, Action, OrderState
 from orders.durations import PROVIDER_STAGES, STAGE_ENDS, WINDOW
-from orders.filtersets import AT_RISK_BANDS, AT_RISK_STATES, LOOKBACK_DAYS, deadline_band_q, lookback_start
+from orders.filtersets import AT_RISK_BANDS, AT_RISK_Q, AT_RISK_STATES, LOOKBACK_DAYS, deadline_band_q, lookback_start
 from orders.models import DuplicateFeeTally, OpenOrderTally, Order, StageDuration
 from portal.choices import OrganisationKind
 from portal.formatting import duration, money
@@ -327,7 +327,7 @@ class Board:
         """Open orders not yet delivered whose deadline is within
         ``DEADLINE_AT_RISK_HOURS`` (passed ones included): the list under the charts."""
         soon = self.now + timedelta(hours=DEADLINE_AT_RISK_HOURS)
-        return self.orders.filter(state__in=AT_RISK_STATES, auto_confirm_at__lte=soon)
+        return self.orders.filter(AT_RISK_Q, auto_confirm_at__lte=soon)
 
     def days(self) -> list:
         today = timezone.localdate(self.now)

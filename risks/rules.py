@@ -26,9 +26,9 @@ from django.db.models.expressions import RawSQL
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from orders.choices import FEE_RESULTS, OPEN_STATES, Action, AppraisalResult, OrderState, SplitChoice
+from orders.choices import FEE_RESULTS, OPEN_STATES, TERMINAL_STATES, Action, AppraisalResult, OrderState, SplitChoice
 from orders.forecast import Forecaster
-from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, Order, OrderEvent, SplitGroup, any_over_sla
+from orders.models import ARRIVED_AT, KEPT_UNSHIPPED, OPEN_ORDERS, Order, OrderEvent, SplitGroup, any_over_sla
 from portal.choices import OrganisationKind
 from portal.models import NotificationKind, Organisation
 from risks.choices import GROUP_RULES, EscalationCategory, Rule, Severity
@@ -38,6 +38,8 @@ MERCHANT = OrganisationKind.MERCHANT
 PROVIDER = OrganisationKind.PROVIDER
 PLATFORM = OrganisationKind.PLATFORM
 _open_states = sorted(OPEN_STATES)
+# Said as the index conditions say it (``orders.models.OPEN_ORDERS``).
+_finished_states = sorted(TERMINAL_STATES)
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,7 @@ def pending_sign_in(ctx, orders=None) -> list[Hit]:
 
 
 def _flow_blocked_rows(ctx, orders=None):
-    return _base(orders).filter(flow_blocked=True, state__in=_open_states)
+    return _base(orders).filter(OPEN_ORDERS, flow_blocked=True)
 
 
 def flow_blocked(ctx, orders=None) -> list[Hit]:
@@ -329,7 +331,7 @@ def flow_blocked(ctx, orders=None) -> list[Hit]:
 def _offline_shipment_rows(ctx, orders=None):
     # The offline shipments are read from their own partial index
     # (``order_event_offline``), not from the whole event log.
-    events = OrderEvent.objects.filter(action=Action.OFFLINE_SHIPMENT, order__state__in=_open_states)
+    events = OrderEvent.objects.filter(~Q(order__state__in=_finished_states), action=Action.OFFLINE_SHIPMENT)
     return events if orders is None else events.filter(order__in=orders)
 
 
@@ -400,7 +402,7 @@ CROSS JOIN LATERAL (
   FROM orders_order o
   WHERE o.trade_no = g.trade_no AND o.sku = g.sku
     AND EXISTS (SELECT 1 FROM orders_order p
-                WHERE p.trade_no = g.trade_no AND p.sku = g.sku AND p.state IN ({open}))
+                WHERE p.trade_no = g.trade_no AND p.sku = g.sku AND NOT p.state IN ({finished}))
 ) m
 WHERE g.closed_at IS NULL {only}
 """,
@@ -519,7 +521,7 @@ def _groups_sql(only=None) -> tuple[str, dict]:
     )
     sql = _GROUPS_SQL.get(connection.vendor, _GROUPS_SQL["other"]).format(
         counts=counts,
-        open=open_states,
+        finished=listed("finished", _finished_states),
         only="AND g.trade_no = %(trade_no)s AND g.sku = %(sku)s" if only else "",
     )
     if only:
@@ -709,7 +711,7 @@ def stalled(ctx, orders=None) -> list[Hit]:
 
 def _deadline_at_risk_rows(ctx, orders=None):
     soon = ctx.now + timedelta(hours=ctx.cfg.deadline_at_risk_hours)
-    return _base(orders).filter(state__in=_open_states, auto_confirm_at__lte=soon).exclude(state=S.DELIVERED)
+    return _base(orders).filter(OPEN_ORDERS, auto_confirm_at__lte=soon).exclude(state=S.DELIVERED)
 
 
 def deadline_at_risk(ctx, orders=None) -> list[Hit]:
