@@ -7,6 +7,7 @@ import threading
 import time
 
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -111,13 +112,36 @@ class _LocalWindows:
             return count
 
 
+def _counted(key: str, timeout: int) -> int:
+    """Count one request under ``key`` in the cache; returns the count.
+
+    On Redis, one round trip: the key made (at 0, expiring after
+    ``timeout``) unless it is there, then incremented, as one transaction.
+    Django's ``add`` and ``incr`` would be three (``incr`` asks first
+    whether the key exists), each with a client of its own. Stored as the
+    cache stores an integer, under the cache's own key."""
+    redis_cache = getattr(cache, "_cache", None)
+    if isinstance(redis_cache, RedisCacheClient):
+        full_key = cache.make_and_validate_key(key)
+        pipe = redis_cache.get_client(full_key, write=True).pipeline(transaction=True)
+        pipe.set(full_key, 0, ex=timeout, nx=True)
+        pipe.incr(full_key)
+        return pipe.execute()[1]
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window's key expired between the two calls
+        return 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)
+
+
 class WindowRateThrottle(SimpleRateThrottle):
     """A fixed-window rate limit counted atomically in the cache.
 
     DRF's own throttles read a list of request times, append and write it
     back, so concurrent requests overwrite each other's count, and a cache
-    error is a 500. Here each request is one atomic ``add`` or ``incr`` on
-    ``<scope>:<ident>:<window>``. When the cache fails (Redis down or
+    error is a 500. Here each request is one atomic count on
+    ``<scope>:<ident>:<window>`` (``_counted``). When the cache fails (Redis down or
     frozen: its calls time out within a fraction of a second) the limit is
     counted in this process instead, a warning is logged, and the cache is
     left alone for ``CACHE_PAUSE`` seconds so a frozen Redis is not waited
@@ -152,12 +176,7 @@ class WindowRateThrottle(SimpleRateThrottle):
 
     def _count_in_cache(self, key: str) -> int | None:
         try:
-            if cache.add(key, 1, timeout=self.duration + 1):
-                return 1
-            try:
-                return cache.incr(key)
-            except ValueError:  # the window's key expired between the two calls
-                return 1 if cache.add(key, 1, timeout=self.duration + 1) else cache.incr(key)
+            return _counted(key, self.duration + 1)
         except Exception:  # any cache failure: count locally rather than refuse or fail
             now = time.monotonic()
             WindowRateThrottle._cache_down_until = now + self.CACHE_PAUSE

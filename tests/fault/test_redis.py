@@ -246,3 +246,18 @@ def test_concurrent_requests_count_exactly_in_the_local_cache(monkeypatch):
     with ThreadPoolExecutor(max_workers=16) as pool:
         allowed = list(pool.map(lambda _: CarrierThrottle().allow_request(request, None), range(200)))
     assert sum(allowed) == 150
+
+
+def test_a_window_is_counted_in_redis_and_expires(redis_url):
+    from django.core.cache.backends.redis import RedisCacheClient
+
+    from portal.api_auth import _counted
+
+    if not isinstance(getattr(cache, "_cache", None), RedisCacheClient):
+        unavailable("the cache in Redis (set REDIS_URL)")
+    key = f"throttle_test:{time.monotonic_ns()}"
+    assert [_counted(key, 61) for _ in range(3)] == [1, 2, 3]
+    # Read back through the cache as any integer it stores, under its own key.
+    assert cache.get(key) == 3
+    assert 0 < cache._cache.get_client().ttl(cache.make_key(key)) <= 61
+    assert _counted(key, 61) == 4
