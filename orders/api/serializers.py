@@ -2,9 +2,12 @@ import copy
 import re
 from decimal import Decimal
 
+from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from orders import inputs
 from orders.choices import Action, ScanStatus
@@ -107,6 +110,31 @@ def _unbound(field):
     return copied
 
 
+def _plain_time(field, name) -> bool:
+    """Whether ``field`` renders its own attribute as DRF's ISO 8601 time in
+    the current time zone (no format or zone of its own)."""
+    return (
+        isinstance(field, serializers.DateTimeField)
+        and field.source == name
+        and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+        and not hasattr(field, "timezone")
+    )
+
+
+def _iso_time(value, zone, field):
+    """``value`` as ``field`` renders it, the current zone read once per
+    order rather than once per time (most of a page's rendering)."""
+    if value is None:
+        return None
+    if zone is None or value.tzinfo is None:
+        return field.to_representation(value)
+    try:
+        text = value.astimezone(zone).isoformat()
+    except OverflowError:
+        return field.to_representation(value)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 # Fields whose rendering of a value read from the database is the value itself.
 _AS_STORED = (serializers.CharField, serializers.ChoiceField, serializers.IntegerField, serializers.BooleanField)
 
@@ -182,9 +210,12 @@ class OrderSerializer(serializers.ModelSerializer):
         format is the fields' own; a test holds both paths equal."""
         plan = self._lean_plan()
         buyer = self._buyer(order)
+        zone = timezone.get_current_timezone() if settings.USE_TZ else None
         out = {}
         for name, how, field in plan:
-            if how == "buyer":
+            if how == "time":
+                out[name] = _iso_time(getattr(order, name), zone, field)
+            elif how == "buyer":
                 out[name] = buyer[name.removeprefix("buyer_")]
             elif how == "code":
                 out[name] = getattr(order, name).code
@@ -216,6 +247,8 @@ class OrderSerializer(serializers.ModelSerializer):
                 elif isinstance(field, _AS_STORED) and field.source == name:
                     # A string, number or flag is rendered as the database gives it.
                     how = "value"
+                elif _plain_time(field, name):
+                    how = "time"
                 elif isinstance(field, serializers.DateTimeField | serializers.DecimalField) and field.source == name:
                     how = "field"
                 else:

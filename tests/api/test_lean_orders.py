@@ -4,6 +4,7 @@ one by one, for every kind of reader and every kind of order."""
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
@@ -16,8 +17,9 @@ from tests.factories import advance, new_order
 S = OrderState
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
 @pytest.mark.parametrize("persona", ["merchant", "provider", "operator"])
-def test_the_one_pass_answer_is_the_fields_answer(personas, merchant_org, provider_org, persona):
+def test_the_one_pass_answer_is_the_fields_answer(personas, merchant_org, provider_org, persona, zone):
     buyer = {"buyer_name": "王小明", "buyer_phone": "13800138000", "buyer_address": "上海市浦东新区世纪大道 100 号"}
     grouped = advance(new_order(merchant_org, provider_org, trade_no="T-LEAN", **buyer), S.DELIVERED)
     new_order(merchant_org, provider_org, trade_no="T-LEAN")
@@ -28,9 +30,11 @@ def test_the_one_pass_answer_is_the_fields_answer(personas, merchant_org, provid
     for queryset in (Order.objects.for_lists(), Order.objects.select_related("merchant", "provider")):
         for order in queryset:
             for kind in (OrderSerializer, OrderDetailSerializer):
-                lean = kind(order, context=context).data
-                generic = serializers.ModelSerializer.to_representation(kind(order, context=context), order)
+                with timezone.override(zone):
+                    lean = kind(order, context=context).data
+                    generic = serializers.ModelSerializer.to_representation(kind(order, context=context), order)
                 assert dict(lean) == dict(generic), order.order_no
                 assert list(lean) == list(generic)
+                assert lean["paid_at"].endswith("Z" if zone == "UTC" else "+08:00"), lean["paid_at"]
     shown = OrderSerializer(Order.objects.get(pk=grouped.pk), context=context).data
     assert shown["picked_up_at"] and shown["buyer_phone"] != (buyer["buyer_phone"] if persona == "provider" else "")
