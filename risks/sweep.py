@@ -107,37 +107,57 @@ def _build_probe(ctx) -> tuple[str, list]:
     return "SELECT " + (" OR ".join(parts) or "FALSE"), params
 
 
-# The probe as last built: {inputs: (built for this time, statement, parameters)}.
+# The probe as last built, by its inputs: (the rule set, built for this
+# time, statement, parameters); no statement when its times do not follow
+# the clock, and it is built every sweep.
 _kept_probe = {}
-# How far apart the two builds are that show the probe's times follow the clock.
-_PROBE_CHECK = timedelta(days=1, hours=1, minutes=1, seconds=1)
+# How far apart the two builds are that show the probe's times follow the
+# clock: days, hours, minutes, seconds and microseconds all moved, so that a
+# time cut to the second, the minute or the day shows.
+_PROBE_CHECK = timedelta(days=40, hours=3, minutes=7, seconds=11, microseconds=123)
+# How long a kept probe serves before it is built (and checked) again.
+_PROBE_KEPT_FOR = timedelta(hours=1)
+# What a kept probe's parameters may hold: times (moved), and values the clock does not touch.
+_CLOCK_FREE = (timedelta, str, int, float, Decimal, type(None))
 
 
 def _probe_statement(ctx) -> tuple[str, list]:
     """The probe for ``ctx``, built once for the thresholds and stage
-    durations in force and kept for the next sweeps.
+    durations in force and kept for the next sweeps of the hour.
 
     Building it is most of a quiet sweep's Python (a dozen querysets
     compiled), and between two sweeps only the clock moves: every time in
     it is the sweep's time plus a fixed amount. That is checked when it is
-    built, by building it again a day and an hour later and comparing; a
-    probe whose times do not follow the clock is built every sweep."""
+    built: its parameters are times and plain values only (no dates), and
+    built again 40 days, 3 hours, 7 minutes, 11 seconds and 123
+    microseconds later it is the same statement with its times moved as
+    much. A probe that fails the check is built every sweep."""
     inputs = (
         connection.vendor,
-        id(rules.RULES),
+        timezone.get_current_timezone_name(),
         tuple(field.value_from_object(ctx.cfg) for field in ctx.cfg._meta.concrete_fields),
         ctx.forecaster().key(),
     )
     kept = _kept_probe.get(inputs)
-    if kept is not None:
-        built_for, sql, params = kept
-        return sql, _shifted(params, ctx.now - built_for)
+    if kept is not None and kept[0] is rules.RULES:
+        _rules, built_for, sql, params = kept
+        if sql is None:
+            return _build_probe(ctx)
+        if abs(ctx.now - built_for) <= _PROBE_KEPT_FOR:
+            return sql, _shifted(params, ctx.now - built_for)
     sql, params = _build_probe(ctx)
     later = rules.Context(now=ctx.now + _PROBE_CHECK, cfg=ctx.cfg, _answers={"forecaster": ctx.forecaster()})
-    if _build_probe(later) == (sql, _shifted(params, _PROBE_CHECK)):
-        _kept_probe.clear()
-        _kept_probe[inputs] = (ctx.now, sql, params)
+    follows = _clock_free_or_times(params) and _build_probe(later) == (sql, _shifted(params, _PROBE_CHECK))
+    _kept_probe.clear()
+    _kept_probe[inputs] = (rules.RULES, ctx.now, sql, params) if follows else (rules.RULES, ctx.now, None, None)
     return sql, params
+
+
+def _clock_free_or_times(params) -> bool:
+    return all(
+        _clock_free_or_times(value) if isinstance(value, list) else isinstance(value, (datetime, *_CLOCK_FREE))
+        for value in params
+    )
 
 
 def _shifted(params, by):

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from orders.choices import OrderState
 from orders.models import Order
-from risks import rules, sweep
+from risks import escalations, rules, sweep
 from risks.choices import Rule
 from risks.models import CaseEvent, Escalation, RiskCase, RiskSettings
 from risks.sweep import run_sweep
@@ -241,22 +242,65 @@ def _probe_inputs(provider_org):
     return RiskSettings.current()
 
 
-def test_the_kept_probe_is_the_probe_built_at_each_later_time(postgres, merchant_org, provider_org):
+def _counting_builds(monkeypatch):
+    built = []
+    build = sweep._build_probe
+
+    def counted(ctx):
+        built.append(ctx.now)
+        return build(ctx)
+
+    monkeypatch.setattr(sweep, "_build_probe", counted)
+    return built
+
+
+def test_the_kept_probe_is_the_probe_built_at_each_later_time(postgres, merchant_org, provider_org, monkeypatch):
     cfg = _probe_inputs(provider_org)
     now = timezone.now()
     first = rules.Context.build(now, cfg)
     first.forecaster()
     # Building reads nothing but the thresholds and the figures, which key it.
     with CaptureQueriesContext(connection) as queries:
-        assert sweep._probe_statement(first) == sweep._build_probe(first)
+        fresh = sweep._build_probe(first)
     assert not queries.captured_queries
-    assert len(sweep._kept_probe) == 1
-    # Five minutes on, past the local midnight, a month and a half on.
-    for later in (timedelta(minutes=5), timedelta(hours=13, seconds=7), timedelta(days=45, microseconds=3)):
+    built = _counting_builds(monkeypatch)
+    assert sweep._probe_statement(first) == fresh
+    assert len(built) == 2  # built, and built again later to check that its times follow the clock
+    # Five minutes on, past the local midnight's side of an hour, and just short of an hour.
+    for later in (timedelta(minutes=5), timedelta(minutes=-7, microseconds=3), timedelta(minutes=59, seconds=59)):
         ctx = rules.Context.build(now + later, cfg)
         ctx.forecaster()
-        assert sweep._probe_statement(ctx) == sweep._build_probe(ctx), later
-    assert len(sweep._kept_probe) == 1
+        kept = sweep._probe_statement(ctx)
+        assert len(built) == 2, later  # not built again
+        assert kept == sweep._build_probe(ctx), later
+        del built[2:]  # the test's own build
+    # Over an hour on it is built (and checked) again.
+    ctx = rules.Context.build(now + timedelta(hours=2), cfg)
+    assert sweep._probe_statement(ctx) == sweep._build_probe(ctx)
+    assert len(built) == 5
+
+
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        # A time cut to the second, and a day: neither follows the clock.
+        lambda now: Escalation.objects.filter(first_response_due_at__lte=now.replace(microsecond=0)),
+        lambda now: Escalation.objects.filter(first_response_due_at__date__lte=now.date()),
+    ],
+    ids=["cut-to-the-second", "a-day"],
+)
+def test_a_probe_whose_times_do_not_follow_the_clock_is_built_every_sweep(
+    postgres, merchant_org, provider_org, monkeypatch, waiting
+):
+    cfg = _probe_inputs(provider_org)
+    monkeypatch.setattr(escalations, "waiting_for_reminder", waiting)
+    now = timezone.now().replace(microsecond=500_000)
+    sweep._probe_statement(rules.Context.build(now, cfg))
+    built = _counting_builds(monkeypatch)
+    for later in (timedelta(minutes=5, microseconds=600_000), timedelta(hours=23)):
+        ctx = rules.Context.build(now + later, cfg)
+        assert sweep._probe_statement(ctx) == sweep._build_probe(ctx)
+    assert len(built) == 4  # once each sweep, once by the test
 
 
 def test_the_kept_probe_finds_what_becomes_due_later(postgres, merchant_org, provider_org, platform):
