@@ -133,9 +133,14 @@ else:
     # prices past jit_above_cost; compiling cost more than it saved wherever
     # it was measured (the sweep's probe 560 ms against 21, the dashboard,
     # the stage durations; docs/deploy.md). Options from the URL come after,
-    # so an installation can put it back.
+    # so an installation can put it back; DB_JIT_OFF=0 leaves the startup
+    # options alone (a pooler that refuses them; set it on the server then).
     _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _options["options"] = " ".join(filter(None, ["-c jit=off", _options.get("options", "")]))
+    _given = _options.get("options", "")
+    _given = " ".join(_given) if isinstance(_given, list) else _given  # ?options= given twice
+    _options["options"] = " ".join(filter(None, ["-c jit=off" if env_bool("DB_JIT_OFF", True) else "", _given]))
+    if not _options["options"]:
+        del _options["options"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery broker ----------------------------------------------

@@ -128,3 +128,15 @@ def test_options_in_the_database_url_come_after_the_jit_switch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "-c jit=off -c jit=on"
+
+
+def test_the_jit_switch_can_be_left_to_the_server():
+    result = _manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('options'))",
+        DATABASE_URL="postgres://portal@127.0.0.1:5432/portal?options=-c%20a%3D1&options=-c%20b%3D2",
+        DB_JIT_OFF="0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "-c a=1 -c b=2"
