@@ -111,12 +111,13 @@ def _unbound(field):
 
 
 def _plain_time(field, name) -> bool:
-    """Whether ``field`` renders its own attribute as DRF's ISO 8601 time in
-    the current time zone (no format or zone of its own)."""
+    """Whether ``field`` is DRF's own time field rendering its own attribute
+    with no format or zone of its own (so the settings' format, in the
+    current time zone)."""
     return (
-        isinstance(field, serializers.DateTimeField)
+        type(field) is serializers.DateTimeField
         and field.source == name
-        and getattr(field, "format", api_settings.DATETIME_FORMAT) == ISO_8601
+        and "format" not in vars(field)
         and not hasattr(field, "timezone")
     )
 
@@ -126,7 +127,7 @@ def _iso_time(value, zone, field):
     order rather than once per time (most of a page's rendering)."""
     if value is None:
         return None
-    if zone is None or value.tzinfo is None:
+    if zone is None or value.tzinfo is None or api_settings.DATETIME_FORMAT != ISO_8601:
         return field.to_representation(value)
     try:
         text = value.astimezone(zone).isoformat()

@@ -38,3 +38,15 @@ def test_the_one_pass_answer_is_the_fields_answer(personas, merchant_org, provid
                 assert lean["paid_at"].endswith("Z" if zone == "UTC" else "+08:00"), lean["paid_at"]
     shown = OrderSerializer(Order.objects.get(pk=grouped.pk), context=context).data
     assert shown["picked_up_at"] and shown["buyer_phone"] != (buyer["buyer_phone"] if persona == "provider" else "")
+
+
+def test_a_time_format_set_for_the_api_is_followed(settings, personas, merchant_org, provider_org):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DATETIME_FORMAT": "%Y-%m-%d %H:%M"}
+    new_order(merchant_org, provider_org)
+    request = Request(APIRequestFactory().get("/"))
+    request.user = personas["merchant"]
+    order = Order.objects.for_lists().get()
+    lean = OrderSerializer(order, context={"request": request}).data
+    generic = serializers.ModelSerializer.to_representation(OrderSerializer(order, context={"request": request}), order)
+    assert dict(lean) == dict(generic)
+    assert "T" not in lean["paid_at"] and len(lean["paid_at"]) == len("2026-11-30 08:00")
