@@ -193,17 +193,10 @@ def busiest(kind):
     """The organisation of ``kind`` (``provider`` or ``merchant``) with the most open orders."""
     from django.db.models import Count
 
-    from orders.choices import OPEN_STATES
     from orders.models import Order
 
     column = f"{kind}_id"
-    top = (
-        Order.objects.filter(state__in=sorted(OPEN_STATES))
-        .values(column)
-        .annotate(n=Count("pk"))
-        .order_by("-n")
-        .first()
-    )
+    top = Order.objects.open().values(column).annotate(n=Count("pk")).order_by("-n").first()
     from portal.models import Organisation
 
     return Organisation.objects.get(pk=top[column]), top["n"]
@@ -252,12 +245,11 @@ def _floor_rows(user, slug, ordering):
     the worklist ``slug`` (``""``: every order in scope, ``"open"``: the open
     ones) in ``user``'s scope, sorted by ``ordering``."""
     from orders import worklists
-    from orders.choices import OPEN_STATES
     from orders.models import Order
 
     orders = Order.objects.visible_to(user)
     if slug == "open":
-        orders = orders.filter(state__in=sorted(OPEN_STATES))
+        orders = orders.open()
     elif slug:
         orders = orders.filter(worklists.BY_SLUG[slug].condition)
     return list(orders.order_by(*ordering).values_list(*PLAIN_COLUMNS)[:PAGE])
