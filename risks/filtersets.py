@@ -6,7 +6,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 
-from orders.filtersets import LOOKBACK_DAYS, YES_NO, lookback_start
+from orders.filtersets import LOOKBACK_DAYS, YES_NO, SaneIsoDateTimeFilter, lookback_start
+from orders.inputs import sane_time
 from orders.models import Order
 from portal.filters import ModelChoiceFilter, StyledFilterSet
 from portal.models import Organisation
@@ -22,11 +23,11 @@ def moment_choice(moment_filter, given):
     time, and any time."""
     try:
         when = parse_datetime(given)
-    except ValueError:  # shaped like a time, but no real one: the field refuses it
+        when = sane_time(when if timezone.is_aware(when) else timezone.make_aware(when)) if when else None
+    except ValueError:  # shaped like a time, but no real one (or none of ours): the field refuses it
         when = None
     choices = [("", _("Any time"))]
     if when is not None:
-        when = when if timezone.is_aware(when) else timezone.make_aware(when)
         choices.append((given, timezone.localtime(when).strftime("%Y-%m-%d %H:%M")))
     moment_filter.extra["widget"] = forms.Select(choices=choices)
 
@@ -43,8 +44,8 @@ class CaseFilterSet(StyledFilterSet):
     owner = ModelChoiceFilter(queryset=Organisation.objects.all(), to_field_name="code", label=_("Owner"))
     # The cases one sweep opened, or sent to the platform, together: the time
     # it wrote them, exactly (ISO 8601 with its offset), as its summaries link.
-    opened = django_filters.IsoDateTimeFilter(field_name="opened_at", label=_("Opened"))
-    escalated = django_filters.IsoDateTimeFilter(field_name="escalated_at", label=_("Sent to the platform"))
+    opened = SaneIsoDateTimeFilter(field_name="opened_at", label=_("Opened"))
+    escalated = SaneIsoDateTimeFilter(field_name="escalated_at", label=_("Sent to the platform"))
 
     class Meta:
         model = RiskCase

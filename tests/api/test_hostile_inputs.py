@@ -191,6 +191,18 @@ def test_a_quoted_current_version_in_if_match_is_accepted(api, keys, order):
     assert order.state == OrderState.SIGNED_IN
 
 
+@pytest.mark.parametrize("moment", ["0169-04-21T17:21:50.0-18:24", "2026-11-30T08:00:00+23:59", "9999-12-31T23:59:59Z"])
+@pytest.mark.parametrize("name", ["opened", "escalated"])
+def test_a_case_moment_out_of_this_world_is_refused_not_a_server_error(
+    api, keys, client, operator, order, name, moment
+):
+    response = api.as_key(keys["merchant"]).get("/api/v1/cases/", {name: moment})
+    assert response.status_code == 400, response.content
+    assert name in response.json()["fields"]
+    client.force_login(operator)
+    assert client.get("/cases/", {name: moment}).status_code < 500
+
+
 # --- pages ----------------------------------------------------------------------------
 
 
