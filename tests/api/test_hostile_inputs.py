@@ -200,7 +200,9 @@ def test_a_case_moment_out_of_this_world_is_refused_not_a_server_error(
     assert response.status_code == 400, response.content
     assert name in response.json()["fields"]
     client.force_login(operator)
-    assert client.get("/cases/", {name: moment}).status_code < 500
+    page = client.get("/cases/", {name: moment})
+    assert page.status_code == 200
+    assert "The time must be between 2000 and 2100" in page.content.decode()
 
 
 # --- pages ----------------------------------------------------------------------------

@@ -85,3 +85,42 @@ def test_a_provider_filters_ticks_packs_and_sees_the_list_follow(
         assert order.state == S.PACKED
     second.refresh_from_db()
     assert second.state == S.INSPECTED
+
+
+@pytest.mark.parametrize(
+    ("language", "refused", "label"),
+    [("zh-hans", "以下筛选条件无效", "结束日期（起）"), ("en", "Refused, so not applied", "Finished on or after")],
+)
+def test_a_day_mistyped_into_a_filter_is_refused_with_its_reason(
+    browser, live_server, tmp_path, operator, merchant_org, provider_org, language, refused, label
+):
+    operator.language = language
+    operator.save(update_fields=["language"])
+    order = new_order(merchant_org, provider_org)
+    shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
+    page = log_in(browser, live_server, operator, r"/operator/", viewport={"width": 1440, "height": 900})
+    # As the dashboard links it: orders finished since a day, the day in its field.
+    page.goto(f"{live_server.url}/orders/?ended_from=2026-11-01")
+    field = page.locator("#id_ended_from")
+    expect(field).to_have_value("2026-11-01")
+
+    # The day changed as a person types it, to one that does not exist, and sent with Enter.
+    field.fill("")
+    field.press_sequentially("2026-02-30")
+    field.press("Enter")
+    page.wait_for_url(re.compile(r"ended_from=2026-02-30"))
+    notice = page.locator("#filter-refused")
+    expect(notice).to_contain_text(refused)
+    expect(notice).to_contain_text(label)
+    # Not applied: the open orders are listed as without it.
+    expect(page.locator("#orders")).to_contain_text(order.order_no)
+    page.screenshot(path=shots / f"filter-refused-{language}-1440.png", full_page=True)
+
+    # Opened from its address, the field itself says why as well.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(page.locator("#filter-refused")).to_contain_text(label)
+    # On a phone the filters stay open while one is set, so the reason is in sight.
+    expect(page.locator("#list-filters")).to_be_visible()
+    expect(page.locator("#id_ended_from-error")).to_be_visible()
+    page.screenshot(path=shots / f"filter-refused-{language}-390.png", full_page=True)
