@@ -10,6 +10,17 @@ from tests.conftest import unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
+# How long a page is waited for (an action, an expectation): as long for an
+# expectation as for an action, so that a machine busy with other work makes
+# a browser test slower, not failed.
+WAIT_MS = 15_000
+
+
+@pytest.fixture(autouse=True)
+def _patient_expectations():
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture
@@ -44,7 +55,7 @@ def browser(monkeypatch):
 def log_in(browser, live_server, user, landing=r"/", **page_options):
     """A new page with ``user`` logged in through the login form."""
     page = browser.new_page(**page_options)
-    page.set_default_timeout(15000)
+    page.set_default_timeout(WAIT_MS)
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", user.username)
     page.fill("#id_password", PASSWORD)
