@@ -231,6 +231,10 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=Q(flow_blocked=False) | ~Q(blocked_stage=""), name="order_blocked_has_stage"
             ),
+            # Only the states the workflow knows: "open" is said as "in no
+            # terminal state" (``OPEN_ORDERS``), which holds only while no
+            # other value can be stored.
+            models.CheckConstraint(condition=Q(state__in=OrderState.values), name="order_state_known"),
         ]
 
     def __str__(self):

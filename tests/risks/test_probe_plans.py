@@ -59,3 +59,13 @@ def test_the_deadline_probe_reads_an_open_orders_index(postgres, orders):
 def test_a_providers_open_orders_are_read_from_an_open_orders_index(postgres, orders, provider_org):
     used = plan(Order.objects.open().filter(provider=provider_org).order_by("auto_confirm_at", "id")[:50])
     assert any(f"using {name} " in used for name in OPEN_ORDER_INDEXES), used
+
+
+def test_an_order_cannot_hold_a_state_the_workflow_does_not_know(merchant_org, provider_org):
+    from django.db import IntegrityError, transaction
+
+    order = new_order(merchant_org, provider_org)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(state="lost_in_the_post")
+    # So the open orders, said as "in no terminal state", are exactly those in an open one.
+    assert list(Order.objects.open()) == list(Order.objects.filter(state__in=sorted(OPEN_STATES)))
