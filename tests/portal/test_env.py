@@ -87,28 +87,24 @@ def test_production_mode_passes_the_deployment_checklist():
     assert "no issues" in result.stdout
 
 
+def _setting(expression, **env):
+    """What ``expression`` (of ``settings``) prints with ``env`` on top of a clean environment."""
+    result = _manage("shell", "-c", f"from django.conf import settings; print({expression})", **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize(
     ("bind", "expected"),
     [("127.0.0.1:8123", "http://127.0.0.1:8123"), ("0.0.0.0:8124", "http://127.0.0.1:8124")],
 )
 def test_links_in_emails_follow_the_bind_address_when_site_url_is_unset(bind, expected):
-    result = _manage(
-        "shell", "-c", "from django.conf import settings; print(settings.SITE_URL)", PORTAL_BIND=bind, SITE_URL=None
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == expected
+    assert _setting("settings.SITE_URL", PORTAL_BIND=bind, SITE_URL=None) == expected
 
 
 def test_site_url_wins_over_the_bind_address():
-    result = _manage(
-        "shell",
-        "-c",
-        "from django.conf import settings; print(settings.SITE_URL)",
-        PORTAL_BIND="127.0.0.1:8123",
-        SITE_URL="https://portal.example.com/",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "https://portal.example.com"
+    site = _setting("settings.SITE_URL", PORTAL_BIND="127.0.0.1:8123", SITE_URL="https://portal.example.com/")
+    assert site == "https://portal.example.com"
 
 
 def test_postgresql_connections_run_without_jit(postgres):
@@ -119,24 +115,14 @@ def test_postgresql_connections_run_without_jit(postgres):
         assert cursor.fetchone()[0] == "off"
 
 
+OPTIONS = "settings.DATABASES['default']['OPTIONS'].get('options')"
+
+
 def test_options_in_the_database_url_come_after_the_jit_switch():
-    result = _manage(
-        "shell",
-        "-c",
-        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['options'])",
-        DATABASE_URL="postgres://portal@127.0.0.1:5432/portal?options=-c%20jit%3Don",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "-c jit=off -c jit=on"
+    url = "postgres://portal@127.0.0.1:5432/portal?options=-c%20jit%3Don"
+    assert _setting(OPTIONS, DATABASE_URL=url) == "-c jit=off -c jit=on"
 
 
 def test_the_jit_switch_can_be_left_to_the_server():
-    result = _manage(
-        "shell",
-        "-c",
-        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'].get('options'))",
-        DATABASE_URL="postgres://portal@127.0.0.1:5432/portal?options=-c%20a%3D1&options=-c%20b%3D2",
-        DB_JIT_OFF="0",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "-c a=1 -c b=2"
+    url = "postgres://portal@127.0.0.1:5432/portal?options=-c%20a%3D1&options=-c%20b%3D2"
+    assert _setting(OPTIONS, DATABASE_URL=url, DB_JIT_OFF="0") == "-c a=1 -c b=2"
