@@ -67,8 +67,8 @@ def any_over_sla(sla: Mapping[str, timedelta], now: datetime):
         return Exists(Order.objects.filter(over_sla_q(sla, now)))
     table = connection.ops.quote_name(Order._meta.db_table)
     return RawSQL(
-        "EXISTS (SELECT 1 FROM unnest(%s::text[], %s::timestamptz[]) AS sla(state, since) "
-        f"WHERE EXISTS (SELECT 1 FROM {table} AS o WHERE o.state = sla.state AND NOT (o.state = ANY(%s::text[])) "
+        "EXISTS (SELECT 1 FROM unnest(%s::text[], %s::timestamptz[]) AS sla(code, since) "
+        f"WHERE EXISTS (SELECT 1 FROM {table} AS o WHERE sla.code = o.state AND o.state <> ALL(%s::text[]) "
         "AND o.state_changed_at <= sla.since))",
         ([str(state) for state in sla], [now - limit for limit in sla.values()], sorted(TERMINAL_STATES)),
         output_field=BooleanField(),
