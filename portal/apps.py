@@ -9,3 +9,6 @@ class PortalConfig(AppConfig):
     def ready(self):
         # Registers how the API schema describes key authentication.
         from portal import api_auth  # noqa: F401
+        from portal.pgtimes import connect
+
+        connect()  # PostgreSQL's times read by psycopg's compiled loader
