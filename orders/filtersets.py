@@ -228,6 +228,13 @@ class OrderFilterSet(StyledFilterSet):
                 choices = choices.none()
             self.filters[name].queryset = choices
 
+    @classmethod
+    def names_a_filter(cls, data) -> bool:
+        """Whether ``data`` (an API request's query) names a filter the API
+        offers. One it does not name filters nothing there, so a query that
+        names none is the scope's orders as they are."""
+        return any(name in data for name in cls.base_filters if name not in cls.WEB_ONLY)
+
     def filter_queryset(self, queryset):
         """Lists start with the work: finished orders only when the person
         asks for them, or filters on a state."""

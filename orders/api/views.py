@@ -53,6 +53,15 @@ class ScopedFilterBackend(DjangoFilterBackend):
         kwargs["organisation"] = getattr(request.user, "organisation", None)
         return kwargs
 
+    def filter_queryset(self, request, queryset, view):
+        # A request that names none of the filters (a list's first page, a
+        # worklist) is answered from the queryset as it is: the filter set's
+        # copied filters, choices and form were a sixth of such an answer.
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and not filterset_class.names_a_filter(request.query_params):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
+
 
 def _visible(request):
     return Order.objects.visible_to(request.user)

@@ -225,6 +225,34 @@ def test_lists_are_scoped_filtered_and_cursor_paginated(api, keys, merchant_org,
     assert len(api.get("/api/v1/orders/", {"deadline_before": soon}).json()["results"]) == 4
 
 
+@pytest.mark.parametrize("persona", ["merchant", "provider", "platform"])
+def test_a_query_naming_no_filter_lists_what_the_filters_would(
+    api, keys, persona, platform, merchant_org, merchant2_org, provider_org
+):
+    from orders.filtersets import OrderFilterSet
+
+    orders = [new_order(merchant_org, provider_org), new_order(merchant2_org, provider_org)]
+    advance(orders[0], S.COMPLETED)
+    api.as_key(keys[persona])
+    organisation = {"merchant": merchant_org, "provider": provider_org, "platform": platform}[persona]
+    scope = Order.objects.visible_to_organisation(organisation)
+    filtered = OrderFilterSet({}, scope, organisation=organisation).qs
+    expected = sorted(filtered.values_list("order_no", flat=True))
+    assert expected  # a finished order is listed: the API lists every order in scope
+    for query in [{}, {"page_size": 50}, {"finished": "0"}, {"unheard_of": "1"}, {"q": ""}]:
+        listed = api.get("/api/v1/orders/", query).json()["results"]
+        assert sorted(o["order_no"] for o in listed) == expected, query
+
+
+def test_which_queries_name_an_api_filter():
+    from orders.filtersets import OrderFilterSet
+
+    for name in ["q", "state", "merchant", "provider", "trade_no", "deadline_before", "risk", "at_risk"]:
+        assert OrderFilterSet.names_a_filter({name: ""}), name
+    for query in [{}, {"cursor": "x", "page_size": "5"}, {"finished": "1"}]:
+        assert not OrderFilterSet.names_a_filter(query), query
+
+
 def test_a_bad_filter_value_is_a_400(api, keys):
     response = api.as_key(keys["platform"]).get("/api/v1/orders/", {"state": "teleported"})
     assert response.status_code == 400 and "state" in response.json()["fields"]
