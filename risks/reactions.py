@@ -18,6 +18,7 @@ from django.utils.translation import gettext_noop
 from orders import splits, workflow
 from orders.choices import ESCALATING_OUTCOMES, TERMINAL_STATES, Action, SplitChoice, VerifyOutcome
 from orders.models import Order
+from portal.kept import Kept
 from risks import cases, rules, sweep
 from risks.choices import GROUP_RULES, CaseEventKind, EscalationCategory, Resolution, Rule
 from risks.models import RiskCase, RiskSettings
@@ -101,13 +102,22 @@ def _resolve_cleared(order, keep=(), only=None, context=_context):
     for this order (or its split group) alone, and close the cases it does not
     (those of the rules in ``keep`` aside; of the rules in ``only`` alone, when
     given)."""
-    about = RiskCase.objects.live().about(order).exclude(rule__in=keep)
-    if only is not None:
-        about = about.filter(rule__in=sorted(only))
-    live = list(about.values("pk", "rule", "subject", "fingerprint"))
+    shape = (tuple(sorted(keep)), None if only is None else tuple(sorted(only)))
+    live = _LIVE_ABOUT.rows((order.pk, order.trade_no, order.sku), shape)
     if live:
         grouped = any(rules.RULES[row["rule"]].group for row in live)
         _clear({order: live}, group=(order.trade_no, order.sku) if grouped else None, context=context)
+
+
+def _live_about(order_pk, trade_no, sku, keep, only):
+    about = RiskCase.objects.live().about(Order(pk=order_pk, trade_no=trade_no, sku=sku)).exclude(rule__in=keep)
+    if only is not None:
+        about = about.filter(rule__in=only)
+    return about.values("pk", "rule", "subject", "fingerprint")
+
+
+# Asked after every step: written by the ORM once per process.
+_LIVE_ABOUT = Kept(_live_about, ((-7101, "kept-trade-a", "kept-sku-a"), (-7102, "kept-trade-b", "kept-sku-b")))
 
 
 def _clear(live, group=None, context=_context):
