@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -45,6 +45,7 @@ from orders.models import FeeCharge, Order, OrderEvent, SplitGroup
 from portal import bulk
 from portal.actors import SYSTEM, Actor
 from portal.choices import OrganisationKind
+from portal.kept import Kept
 from portal.models import Organisation
 
 S = OrderState
@@ -283,7 +284,16 @@ class _Change:
     fields: dict = field(default_factory=dict)
 
 
-def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expected_version=_FROM_INSTANCE, **params):
+def perform(
+    order: Order,
+    action: str,
+    actor: Actor,
+    *,
+    occurred_at=None,
+    expected_version=_FROM_INSTANCE,
+    held_group=None,
+    **params,
+):
     """Take ``action`` on ``order`` as ``actor`` and return the order as it now is.
 
     ``expected_version`` is the version the actor saw; by default the version
@@ -305,13 +315,21 @@ def perform(order: Order, action: str, actor: Actor, *, occurred_at=None, expect
        its risk case, a verification of a pending parcel answers or escalates
        its case (escalations notify the platform through the outbox), and live
        cases whose condition the step removed resolve.
+
+    ``held_group``: the order's whole split group (the order among them),
+    which the caller read and locked in the transaction it is in
+    (``lock_in_scope``); the order is then taken as read, not read again.
     """
     if expected_version is _FROM_INSTANCE:
         expected_version = order.version
     cleaned, when = _admit(order, action, actor, params, occurred_at)
 
-    with transaction.atomic():
-        current, group = _lock(order, action, cleaned)
+    if held_group is not None and not transaction.get_connection().in_atomic_block:
+        raise ValueError("a held group is held only within the transaction that locked it")
+    # A held group's transaction is the caller's: no savepoint of its own
+    # (a refusal ends that transaction, as the caller lets it).
+    with transaction.atomic(savepoint=held_group is None):
+        current, group = _lock(order, action, cleaned) if held_group is None else _held(order, held_group)
         if expected_version is not None and current.version != expected_version:
             raise errors.Conflict()
         _save(_decide(current, action, actor, cleaned, when, group))
@@ -422,6 +440,42 @@ def _lock(order, action, params):
                 return member, group
         raise Order.DoesNotExist  # pragma: no cover - the caller holds the order
     return locked.get(pk=order.pk), None
+
+
+def lock_in_scope(organisation, order_no) -> tuple[Order, list[Order]]:
+    """The order numbered ``order_no`` in ``organisation``'s scope and its
+    whole split group, read and locked in one statement, in id order as
+    ``perform`` locks a group, each with its organisations' codes
+    (``merchant_code``, ``provider_code``); for ``perform``'s ``held_group``
+    in the same transaction. Raises ``Order.DoesNotExist`` when no such
+    order is in the scope."""
+    if not organisation.is_active:
+        raise Order.DoesNotExist(f"no order {order_no} in scope")
+    group = _LOCK_IN_SCOPE.instances((order_no, organisation.pk), (organisation.kind,))
+    for member in group:
+        if member.order_no == order_no:
+            return member, group
+    raise Order.DoesNotExist(f"no order {order_no} in scope")
+
+
+def _lock_in_scope(order_no, organisation_pk, kind):
+    scope = Order.objects.visible_to_organisation(Organisation(pk=organisation_pk, kind=kind, is_active=True))
+    asked = scope.filter(order_no=order_no, trade_no=OuterRef("trade_no"), sku=OuterRef("sku"))
+    return (
+        Order.objects.filter(Exists(asked))
+        .annotate(merchant_code=F("merchant__code"), provider_code=F("provider__code"))
+        .select_for_update(of=("self",))
+        .order_by("pk")
+    )
+
+
+_LOCK_IN_SCOPE = Kept(_lock_in_scope, (("kept-order-a", -7001), ("kept-order-b", -7002)), model=Order)
+
+
+def _held(order, group):
+    if not any(member is order for member in group):
+        raise ValueError(f"order {order.pk} is not one of the held group")
+    return order, group
 
 
 def _locks_group(action, params) -> bool:

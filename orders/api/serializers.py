@@ -219,7 +219,9 @@ class OrderSerializer(serializers.ModelSerializer):
             elif how == "buyer":
                 out[name] = buyer[name.removeprefix("buyer_")]
             elif how == "code":
-                out[name] = getattr(order, name).code
+                # A code read with the order (``workflow.lock_in_scope``) or its organisation's.
+                code = getattr(order, f"{name}_code", None)
+                out[name] = code if code is not None else getattr(order, name).code
             elif how == "method":
                 out[name] = self.get_in_split_group(order)
             else:

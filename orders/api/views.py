@@ -1,8 +1,8 @@
 import hashlib
 import hmac
 
-from django.db import OperationalError
-from django.shortcuts import get_object_or_404
+from django.db import OperationalError, transaction
+from django.http import Http404
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -19,7 +19,7 @@ from orders import carrier, errors, workflow, worklists
 from orders.api import serializers as s
 from orders.choices import Action
 from orders.filtersets import OrderFilterSet
-from orders.models import CarrierScan, Order, in_split_group
+from orders.models import CarrierScan, Order
 from portal.api import IDEMPOTENCY_HEADER, ById, ErrorSerializer, actor_for, error_body, error_responses, idempotent
 from portal.api_auth import HasOrganisation, WindowRateThrottle
 from portal.models import CarrierIntegration
@@ -168,24 +168,29 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """Take ``step`` on the order with the body's parameters (``s.body_of``),
         from the version in If-Match or else the one just read. A retry with the
         same Idempotency-Key gets the first answer."""
-        # Read with what the answer shows besides the order's own row (its
-        # organisations, whether it is in a split group: a step changes
-        # neither), so the answer is built without reading again.
-        visible = _visible(request).select_related("merchant", "provider").annotate(in_split_group=in_split_group())
-        order = get_object_or_404(visible, order_no=order_no)
-        body = s.body_of(step)(data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
-        expected = request.headers.get("If-Match", "").strip('"')
-        if expected and not expected.isdigit():
-            raise ParseError(_("If-Match must be the order version, a whole number."))
-        moved = workflow.perform(
-            order,
-            step,
-            actor_for(request),
-            expected_version=int(expected) if expected else order.version,
-            **body.validated_data,
-        )
-        moved.merchant, moved.provider, moved.in_split_group = order.merchant, order.provider, order.in_split_group
+        # The order and its split group read and locked at once, with what
+        # the answer shows besides the order's own row (its organisations,
+        # whether it has a group: a step changes neither), so the step reads
+        # nothing again and the answer is built from what was read.
+        with transaction.atomic():
+            try:
+                order, group = workflow.lock_in_scope(request.user.organisation, order_no)
+            except Order.DoesNotExist:
+                raise Http404 from None
+            body = s.body_of(step)(data=request.data if request.data is not None else {})
+            body.is_valid(raise_exception=True)
+            expected = request.headers.get("If-Match", "").strip('"')
+            if expected and not expected.isdigit():
+                raise ParseError(_("If-Match must be the order version, a whole number."))
+            moved = workflow.perform(
+                order,
+                step,
+                actor_for(request),
+                expected_version=int(expected) if expected else order.version,
+                held_group=group,
+                **body.validated_data,
+            )
+        moved.in_split_group = len(group) > 1
         return Response(s.OrderSerializer(moved, context={"request": request}).data)
 
     @_step(Action.SHIP)

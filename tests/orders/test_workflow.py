@@ -256,3 +256,54 @@ def test_an_order_that_could_not_be_addressed_is_refused_on_every_way_in(merchan
         new_order(merchant_org, provider_org, **{field: value})
     assert field in refused.value.fields
     assert not Order.objects.exists()
+
+
+# --- an order locked in a scope with its split group (the API's single steps)
+
+
+@pytest.fixture
+def pair(merchant_org, provider_org):
+    return [new_order(merchant_org, provider_org, trade_no="T-LOCK") for _ in range(2)]
+
+
+def test_an_order_is_locked_with_its_group_only_within_the_scope(
+    pair, platform, merchant_org, merchant2_org, provider_org, provider2_org
+):
+    from django.db import transaction
+
+    second = pair[1]
+    with transaction.atomic():
+        for seer in (platform, merchant_org, provider_org):
+            order, group = workflow.lock_in_scope(seer, second.order_no)
+            assert order.pk == second.pk
+            assert [member.pk for member in group] == sorted(o.pk for o in pair)
+            assert (order.merchant_code, order.provider_code) == ("M-1", "P-1")
+        for outsider in (merchant2_org, provider2_org):
+            with pytest.raises(Order.DoesNotExist):
+                workflow.lock_in_scope(outsider, second.order_no)
+        with pytest.raises(Order.DoesNotExist):
+            workflow.lock_in_scope(provider_org, "no-such-order")
+        provider_org.is_active = False
+        with pytest.raises(Order.DoesNotExist):
+            workflow.lock_in_scope(provider_org, second.order_no)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_group_is_held_only_inside_its_transaction(pair, merchant_org):
+    from django.db import transaction
+
+    from portal.actors import Actor
+
+    actor = Actor.of_organisation(merchant_org)
+    ship = {"carrier": "SF", "tracking_no": "SF100200300"}
+    with transaction.atomic():
+        order, group = workflow.lock_in_scope(merchant_org, pair[0].order_no)
+    with pytest.raises(ValueError):
+        workflow.perform(order, Action.SHIP, actor, held_group=group, **ship)
+    with transaction.atomic(), pytest.raises(ValueError):
+        workflow.perform(pair[1], Action.SHIP, actor, held_group=group, **ship)
+    with transaction.atomic():
+        order, group = workflow.lock_in_scope(merchant_org, pair[0].order_no)
+        moved = workflow.perform(order, Action.SHIP, actor, held_group=group, **ship)
+    assert Order.objects.get(pk=pair[0].pk).state == OrderState.INBOUND == moved.state
+    assert Order.objects.get(pk=pair[1].pk).state == OrderState.AWAITING_SHIPMENT
