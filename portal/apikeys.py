@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from portal.models import ApiKey
+from portal.kept import Kept
+from portal.models import ApiKey, Organisation
 
 KEY_PREFIX = "apk"
 # A key's last use is written at most this often, not on every request.
@@ -61,7 +62,7 @@ def check(raw: str) -> ApiKey | None:
     prefix = _prefix_of(raw)
     if prefix is None:
         return None
-    key = ApiKey.objects.active().select_related("organisation").filter(prefix=prefix).first()
+    key = _active_key(prefix)
     if key is None or not hmac.compare_digest(key.key_hash, _digest(raw)):
         return None
     if not key.organisation.is_active:
@@ -70,6 +71,32 @@ def check(raw: str) -> ApiKey | None:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+    return key
+
+
+_KEY_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
+_ORGANISATION_FIELDS = [f.attname for f in Organisation._meta.concrete_fields]
+
+
+def _key_with_organisation(prefix):
+    organisation = [f"organisation__{name}" for name in _ORGANISATION_FIELDS]
+    return ApiKey.objects.active().filter(prefix=prefix).values(*_KEY_FIELDS, *organisation)[:1]
+
+
+# Asked on every API request: written by the ORM once per process.
+_KEY_WITH_ORGANISATION = Kept(_key_with_organisation, (("kept-p-a",), ("kept-p-b",)))
+
+
+def _active_key(prefix) -> ApiKey | None:
+    """The active key with ``prefix`` and its organisation, in one statement."""
+    found = _KEY_WITH_ORGANISATION.rows((prefix,))
+    if not found:
+        return None
+    row = found[0]
+    key = ApiKey.from_db("default", _KEY_FIELDS, [row[name] for name in _KEY_FIELDS])
+    key.organisation = Organisation.from_db(
+        "default", _ORGANISATION_FIELDS, [row[f"organisation__{name}"] for name in _ORGANISATION_FIELDS]
+    )
     return key
 
 

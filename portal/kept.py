@@ -30,24 +30,27 @@ class Kept:
 
     ``samples`` are two tuples of values of the types the real ones have,
     each differing from its counterpart and unlike any constant of the
-    statement.
+    statement; or a function of the shape that gives them, where the shape
+    decides which values there are.
     """
 
     def __init__(self, build, samples, model=None):
-        first, second = samples
-        if len(first) != len(second) or any(a == b for a, b in zip(first, second, strict=True)):
-            raise ValueError("two sets of samples, each value differing from its counterpart")
+        if not callable(samples):
+            _checked(samples)
         self.build = build
         self.samples = samples
         self.model = model
         self._kept = {}
+
+    def _samples(self, shape):
+        return _checked(self.samples(*shape)) if callable(self.samples) else self.samples
 
     def instances(self, values, shape=()) -> list:
         """The rows as instances of ``model``, the annotations as attributes."""
         filled = self._filled(values, shape)
         if filled is None:
             return list(self.build(*values, *shape))
-        sql, params, _names = filled
+        sql, params, _names, _converters = filled
         return list(self.model.objects.raw(sql, params))
 
     def rows(self, values, shape=()) -> list[dict]:
@@ -55,14 +58,38 @@ class Kept:
         filled = self._filled(values, shape)
         if filled is None:
             return list(self.build(*values, *shape))
-        sql, params, names = filled
+        sql, params, names, converters = filled
+        connection = connections["default"]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if converters:
+            # As the ORM turns what the database gives into values (SQLite's
+            # text into times and decimals, for one).
+            rows = [list(row) for row in rows]
+            for row in rows:
+                for position, (functions, expression) in converters:
+                    value = row[position]
+                    for function in functions:
+                        value = function(value, expression, connection)
+                    row[position] = value
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def execute(self, values, shape=()) -> int:
+        """Send a statement that returns no rows (an ``UPDATE``); the rows it changed."""
+        filled = self._filled(values, shape)
+        if filled is None:
+            sql, params = self.build(*values, *shape).query.get_compiler("default").as_sql()
+        else:
+            sql, params = filled[:2]
         with connections["default"].cursor() as cursor:
             cursor.execute(sql, params)
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return cursor.rowcount
 
     def statement(self, shape=()):
         """(text, parameters as (constant, index of a value) pairs, column
-        names) for ``shape``; ``None`` when it cannot be kept."""
+        names, the ORM's converters of the columns) for ``shape``; ``None``
+        when it cannot be kept."""
         key = (connections["default"].vendor, shape)
         try:
             return self._kept[key]
@@ -81,18 +108,19 @@ class Kept:
     def _filled(self, values, shape):
         # A value of another type (None above all: ``IS NULL``) may make
         # another statement; the ORM writes that one.
-        if any(type(value) is not type(sample) for value, sample in zip(values, self.samples[0], strict=True)):
-            return None
         kept = self.statement(shape)
         if kept is None:
             return None
-        sql, slots, names = kept
-        return sql, [constant if index is None else values[index] for constant, index in slots], names
+        sql, slots, names, converters, samples = kept
+        if not all(_same_type(value, sample) for value, sample in zip(values, samples, strict=True)):
+            return None
+        params = [constant if index is None else wrap(values[index]) for constant, index, wrap in slots]
+        return sql, params, names, converters
 
     def _make(self, shape):
-        first, second = self.samples
-        (sql, params), names = self._compile(first, shape)
-        (other_sql, other_params), _names = self._compile(second, shape)
+        first, second = self._samples(shape)
+        (sql, params), names, converters = self._compile(first, shape)
+        (other_sql, other_params), _names, _converters = self._compile(second, shape)
         if sql != other_sql or len(params) != len(other_params):
             raise NotKeepable("the statement's text depends on its values")
         slots = []
@@ -100,19 +128,43 @@ class Kept:
             if a == b:
                 if any(a == sample for sample in (*first, *second)):
                     raise NotKeepable(f"a constant of the statement equals a sample: {a!r}")
-                slots.append((a, None))
+                slots.append((a, None, None))
                 continue
             index = next((i for i, (x, y) in enumerate(zip(first, second, strict=True)) if x == a and y == b), None)
-            if index is None or type(a) is not type(first[index]):
+            if index is None:
                 raise NotKeepable(f"a parameter is not a value as given: {a!r}")
-            slots.append((None, index))
-        return sql, slots, names
+            # The value as given, or wrapped as the backend wraps it (an
+            # integer as psycopg's Int4): a subclass holding the same value.
+            wrap = type(a)
+            if not (wrap is type(first[index]) or (isinstance(a, type(first[index])) and type(b) is wrap)):
+                raise NotKeepable(f"a parameter is not a value as given: {a!r}")
+            slots.append((None, index, _as_given if wrap is type(first[index]) else wrap))
+        return sql, slots, names, converters, first
 
     def _compile(self, values, shape):
         query = self.build(*values, *shape).query
         # The names a ``values()`` queryset gives its columns.
         names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        compiler = query.get_compiler("default")
         try:
-            return query.get_compiler("default").as_sql(), names
+            compiled = compiler.as_sql()
         except EmptyResultSet:  # a scope that holds nothing: the ORM answers it
             raise NotKeepable("the statement reads nothing") from None
+        columns = [column for column, _sql, _alias in compiler.select or ()]
+        return compiled, names, sorted(compiler.get_converters(columns).items())
+
+
+def _as_given(value):
+    return value
+
+
+def _checked(samples):
+    first, second = samples
+    if len(first) != len(second) or any(a == b for a, b in zip(first, second, strict=True)):
+        raise ValueError("two sets of samples, each value differing from its counterpart")
+    return samples
+
+
+def _same_type(value, sample) -> bool:
+    # A choice of a text field is text: the adapter sends it as its sample.
+    return type(value) is type(sample) or (type(sample) is str and isinstance(value, str))

@@ -94,3 +94,32 @@ def test_an_empty_scope_is_the_orms_to_answer(orders):
 def test_samples_must_differ():
     with pytest.raises(ValueError):
         Kept(_as_values, (("a", "b"), ("a", "c")))
+
+
+def test_rows_are_converted_as_the_orm_converts_them(orders):
+    def with_times_and_money(order_no):
+        return Order.objects.filter(order_no=order_no).values(
+            "pk", "amount", "paid_at", "flow_blocked", "provider__appraisal_fee", "provider__is_active"
+        )
+
+    kept = Kept(with_times_and_money, (("kept-a",), ("kept-b",)))
+    for order in orders:
+        assert kept.rows((order.order_no,)) == list(with_times_and_money(order.order_no))
+    row = kept.rows((orders[0].order_no,))[0]
+    assert type(row["amount"]) is type(orders[0].amount)
+    assert row["paid_at"] == orders[0].paid_at
+    assert kept.statement() is not None
+
+
+def test_a_checked_key_carries_its_organisation_as_stored(provider_org):
+    from portal import apikeys
+    from portal.models import Organisation
+
+    stored, raw = apikeys.issue(provider_org, "integration")
+    key = apikeys.check(raw)
+    assert key.pk == stored.pk and key.prefix == stored.prefix and key.created_at == stored.created_at
+    fresh = Organisation.objects.get(pk=provider_org.pk)
+    for field in Organisation._meta.concrete_fields:
+        assert getattr(key.organisation, field.attname) == getattr(fresh, field.attname), field.name
+    assert not key._state.adding and not key.organisation._state.adding
+    assert apikeys.check(raw.replace(stored.prefix, "0" * len(stored.prefix))) is None
