@@ -24,6 +24,7 @@ from typing import NamedTuple
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -604,10 +605,56 @@ def _new_waybill_no(order) -> str:
 
 def _save(change):
     event, fee = _record(change)
-    change.order.save(update_fields=[*change.fields, "version"])
+    _update_locked(change.order, (*change.fields, "version"))
     event.save()
     charge_fees([fee])
     _react(change.order, event, change.actor, change.params)
+
+
+def _update_locked(order, names):
+    """Write the fields ``names`` of the locked ``order`` (what
+    ``save(update_fields=names)`` writes, in the statement it writes)."""
+    if _UPDATE_ORDER.execute((order.pk, *(getattr(order, name) for name in names)), (tuple(names),)) != 1:
+        raise Order.DoesNotExist(f"order {order.pk} is gone")  # pragma: no cover - the row is locked
+
+
+class _Update:
+    def __init__(self, query):
+        self.query = query
+
+
+def _order_update(pk, *values_and_names):
+    *values, names = values_and_names
+    query = Order.objects.filter(pk=pk).query.chain(UpdateQuery)
+    query.add_update_fields(
+        [(Order._meta.get_field(name), None, value) for name, value in zip(names, values, strict=True)]
+    )
+    return _Update(query)
+
+
+def _order_update_samples(names):
+    first, second = [-7301], [-7302]
+    for name in names:
+        field = Order._meta.get_field(name)
+        kind = field.get_internal_type()
+        if kind == "DateTimeField":
+            pair = (
+                datetime.datetime(2001, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
+                datetime.datetime(2002, 3, 4, 5, 6, 7, tzinfo=datetime.UTC),
+            )
+        elif kind == "BooleanField":
+            pair = (False, True)
+        elif kind in ("IntegerField", "PositiveIntegerField", "BigIntegerField"):
+            pair = (-7401 - len(first), -7501 - len(first))
+        else:
+            pair = (f"kept-{name}-a", f"kept-{name}-b")
+        first.append(pair[0])
+        second.append(pair[1])
+    return tuple(first), tuple(second)
+
+
+# Every step writes its order: the statement written by the ORM once per set of fields.
+_UPDATE_ORDER = Kept(_order_update, _order_update_samples)
 
 
 def _save_set(changes, actor):

@@ -307,3 +307,18 @@ def test_a_held_group_is_held_only_inside_its_transaction(pair, merchant_org):
         moved = workflow.perform(order, Action.SHIP, actor, held_group=group, **ship)
     assert Order.objects.get(pk=pair[0].pk).state == OrderState.INBOUND == moved.state
     assert Order.objects.get(pk=pair[1].pk).state == OrderState.AWAITING_SHIPMENT
+
+
+def test_a_step_writes_its_order_through_the_kept_update_on_postgresql(postgres, order, provider_org):
+    from portal.actors import Actor
+
+    advanced = advance(order, OrderState.ARRIVED)
+    moved = workflow.perform(advanced, Action.SIGN_IN, Actor.of_organisation(provider_org))
+    kept = workflow._UPDATE_ORDER.statement((("state", "state_changed_at", "version"),))
+    assert kept is not None and kept[0].startswith('UPDATE "orders_order" SET')
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.state, stored.state_changed_at, stored.version) == (
+        OrderState.SIGNED_IN,
+        moved.state_changed_at,
+        moved.version,
+    )
