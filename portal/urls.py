@@ -12,6 +12,10 @@ from portal import access, health, inbox, views
 SWAGGER_STYLE_HASH = "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='"
 
 urlpatterns = [
+    # The API first: integrations send the most requests, and every pattern
+    # tried before theirs (the pages' are many) is a match attempted.
+    path("api/v1/", include(("orders.api.urls", "api"))),
+    path("api/v1/", include(("risks.api.urls", "risks-api"))),
     path("", views.home, name="home"),
     path(
         "login/",
@@ -52,8 +56,6 @@ urlpatterns = [
     path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
     path("", include("orders.urls")),
     path("", include("risks.urls")),
-    path("api/v1/", include(("orders.api.urls", "api"))),
-    path("api/v1/", include(("risks.api.urls", "risks-api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its script from a URL (no inline script); the one
     # inline <style> of drf-spectacular's page is allowed by its hash only.
