@@ -24,7 +24,6 @@ from typing import NamedTuple
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -43,10 +42,9 @@ from orders.choices import (
 )
 from orders.events import build_event, snapshot
 from orders.models import FeeCharge, Order, OrderEvent, SplitGroup
-from portal import bulk
+from portal import bulk, kept
 from portal.actors import SYSTEM, Actor
 from portal.choices import OrganisationKind
-from portal.kept import Kept
 from portal.models import Organisation
 
 S = OrderState
@@ -470,7 +468,7 @@ def _lock_in_scope(order_no, organisation_pk, kind):
     )
 
 
-_LOCK_IN_SCOPE = Kept(_lock_in_scope, (("kept-order-a", -7001), ("kept-order-b", -7002)), model=Order)
+_LOCK_IN_SCOPE = kept.Kept(_lock_in_scope, (("kept-order-a", -7001), ("kept-order-b", -7002)), model=Order)
 
 
 def _held(order, group):
@@ -618,43 +616,8 @@ def _update_locked(order, names):
         raise Order.DoesNotExist(f"order {order.pk} is gone")  # pragma: no cover - the row is locked
 
 
-class _Update:
-    def __init__(self, query):
-        self.query = query
-
-
-def _order_update(pk, *values_and_names):
-    *values, names = values_and_names
-    query = Order.objects.filter(pk=pk).query.chain(UpdateQuery)
-    query.add_update_fields(
-        [(Order._meta.get_field(name), None, value) for name, value in zip(names, values, strict=True)]
-    )
-    return _Update(query)
-
-
-def _order_update_samples(names):
-    first, second = [-7301], [-7302]
-    for name in names:
-        field = Order._meta.get_field(name)
-        kind = field.get_internal_type()
-        if kind == "DateTimeField":
-            pair = (
-                datetime.datetime(2001, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
-                datetime.datetime(2002, 3, 4, 5, 6, 7, tzinfo=datetime.UTC),
-            )
-        elif kind == "BooleanField":
-            pair = (False, True)
-        elif kind in ("IntegerField", "PositiveIntegerField", "BigIntegerField"):
-            pair = (-7401 - len(first), -7501 - len(first))
-        else:
-            pair = (f"kept-{name}-a", f"kept-{name}-b")
-        first.append(pair[0])
-        second.append(pair[1])
-    return tuple(first), tuple(second)
-
-
 # Every step writes its order: the statement written by the ORM once per set of fields.
-_UPDATE_ORDER = Kept(_order_update, _order_update_samples)
+_UPDATE_ORDER = kept.updating(Order)
 
 
 def _save_set(changes, actor):

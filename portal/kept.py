@@ -14,8 +14,12 @@ of another type than its sample's at the call) goes to the ORM, so a kept
 statement is the ORM's own statement for those values, not an imitation.
 """
 
+import datetime
+from functools import partial
+
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
+from django.db.models.sql import UpdateQuery
 
 
 class NotKeepable(Exception):
@@ -102,9 +106,6 @@ class Kept:
         self._kept[key] = kept
         return kept
 
-    def clear(self):
-        self._kept.clear()
-
     def _filled(self, values, shape):
         # A value of another type (None above all: ``IS NULL``) may make
         # another statement; the ORM writes that one.
@@ -168,3 +169,46 @@ def _checked(samples):
 def _same_type(value, sample) -> bool:
     # A choice of a text field is text: the adapter sends it as its sample.
     return type(value) is type(sample) or (type(sample) is str and isinstance(value, str))
+
+
+def updating(model) -> Kept:
+    """A kept ``UPDATE`` of one ``model`` row by primary key, what
+    ``save(update_fields=names)`` sends: ``execute((pk, *values), (names,))``,
+    kept per tuple of field names."""
+    return Kept(partial(_update_of, model), partial(_update_samples, model))
+
+
+class _Update:
+    def __init__(self, query):
+        self.query = query
+
+
+def _update_of(model, pk, *values_and_names):
+    *values, names = values_and_names
+    query = model.objects.filter(pk=pk).query.chain(UpdateQuery)
+    query.add_update_fields(
+        [(model._meta.get_field(name), None, value) for name, value in zip(names, values, strict=True)]
+    )
+    return _Update(query)
+
+
+def _update_samples(model, names):
+    # Samples of each field's type; a field of another type (a decimal, a
+    # date) gets text, which the ORM transforms, so that shape is its to send.
+    first, second = [-7301], [-7302]
+    for name in names:
+        kind = model._meta.get_field(name).get_internal_type()
+        if kind == "DateTimeField":
+            pair = (
+                datetime.datetime(2001, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
+                datetime.datetime(2002, 3, 4, 5, 6, 7, tzinfo=datetime.UTC),
+            )
+        elif kind == "BooleanField":
+            pair = (False, True)
+        elif kind in ("IntegerField", "PositiveIntegerField", "BigIntegerField"):
+            pair = (-7401 - len(first), -7501 - len(first))
+        else:
+            pair = (f"kept-{name}-a", f"kept-{name}-b")
+        first.append(pair[0])
+        second.append(pair[1])
+    return tuple(first), tuple(second)

@@ -123,3 +123,26 @@ def test_a_checked_key_carries_its_organisation_as_stored(provider_org):
         assert getattr(key.organisation, field.attname) == getattr(fresh, field.attname), field.name
     assert not key._state.adding and not key.organisation._state.adding
     assert apikeys.check(raw.replace(stored.prefix, "0" * len(stored.prefix))) is None
+
+
+def test_a_kept_update_writes_what_save_writes(orders):
+    from django.utils import timezone
+
+    from portal.kept import updating
+
+    update = updating(Order)
+    order = orders[0]
+    names = ("flow_blocked", "blocked_stage", "state_changed_at", "version")
+    for stage, version in (("inbound", order.version + 1), ("outbound", order.version + 2)):
+        when = timezone.now()
+        assert update.execute((order.pk, True, stage, when, version), (names,)) == 1
+        stored = Order.objects.get(pk=order.pk)
+        assert (stored.flow_blocked, stored.blocked_stage, stored.state_changed_at, stored.version) == (
+            True,
+            stage,
+            when,
+            version,
+        )
+    assert Order.objects.get(pk=orders[1].pk).version == orders[1].version
+    if connection.vendor == "postgresql":
+        assert update.statement((names,)) is not None
