@@ -1,6 +1,8 @@
 """Hostile input over the whole API: schemathesis generates requests from the
 published schema; no answer may be a 5xx, or break the documented schema."""
 
+import zlib
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -53,11 +55,20 @@ def real_order(merchant_org, provider_org):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_no_request_gets_a_server_error_or_an_undocumented_answer(case, keys, real_order):
+    headers = {"Authorization": f"Token {keys[persona_of(case)]}"}
     if "order_no" in (case.path_parameters or {}):
         case.path_parameters["order_no"] = real_order.order_no
-    # The same request as each kind of organisation.
-    for persona in ("platform", "provider", "merchant"):
-        headers = {"Authorization": f"Token {keys[persona]}"}
-        response = case.call(headers=headers)
-        # It is told the credentials, so its authentication checks know they were real.
-        case.validate_response(response, headers=headers, excluded_checks=LOOSE_SCHEMA_CHECKS)
+    response = case.call(headers=headers)
+    # It is told the credentials, so its authentication checks know they were real.
+    case.validate_response(response, headers=headers, excluded_checks=LOOSE_SCHEMA_CHECKS)
+
+
+PERSONAS = ("platform", "provider", "merchant")
+
+
+def persona_of(case):
+    """The kind of organisation a generated request is sent as: taken from
+    the request itself, so each operation's examples are spread over all
+    three kinds, and an example replayed while shrinking goes as the same."""
+    said = repr((case.method, case.path_parameters, case.query, case.headers, case.body))
+    return PERSONAS[zlib.crc32(said.encode()) % len(PERSONAS)]
