@@ -9,7 +9,7 @@ from orders.choices import AppraisalResult
 from orders.choices import OrderState as S
 from orders.models import Order
 from risks.choices import GROUP_RULES, CaseStatus, Rule
-from risks.models import RiskCase
+from risks.models import RiskCase, attach_live_cases
 from risks.sweep import run_sweep
 from tests.factories import advance, new_order
 
@@ -129,3 +129,24 @@ def test_an_offline_shipment_case_closes_when_the_order_finishes_and_keeps_the_m
     assert "finished" in case.events.last().note
     run_sweep()
     assert not RiskCase.objects.live().filter(rule=Rule.OFFLINE_SHIPMENT).exists()
+
+
+def test_a_page_of_orders_gets_each_order_its_own_cases_and_no_neighbours(merchant_org, provider_org):
+    # Three split groups, each a case: the page holds the first two; the third
+    # shares its trade number with the first and its SKU with the second.
+    on_page = []
+    for trade_no, sku in (("T-A", "S-1"), ("T-B", "S-2"), ("T-A", "S-2")):
+        pair = [new_order(merchant_org, provider_org, trade_no=trade_no, sku=sku) for _ in range(2)]
+        if (trade_no, sku) != ("T-A", "S-2"):
+            on_page += pair
+    on_page.append(new_order(merchant_org, provider_org, trade_no="T-ALONE", sku="S-1"))
+    run_sweep()
+    assert RiskCase.objects.live().filter(rule=Rule.SPLIT_ORDER).count() == 3
+
+    attach_live_cases(on_page)
+
+    for order in on_page:
+        own = RiskCase.objects.live().about(order).order_by("rule", "pk")
+        assert [c.pk for c in order.live_cases] == [c.pk for c in own], order.trade_no
+        assert all((c.trade_no, c.sku) == (order.trade_no, order.sku) for c in order.live_cases if c.is_group_case)
+    assert [len(o.live_cases) for o in on_page] == [1, 1, 1, 1, 0]
