@@ -55,6 +55,8 @@ def real_order(merchant_org, provider_org):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_no_request_gets_a_server_error_or_an_undocumented_answer(case, keys, real_order):
+    # Picked before the order number is set: an operation with no other
+    # input would otherwise send every example as the same kind.
     headers = {"Authorization": f"Token {keys[persona_of(case)]}"}
     if "order_no" in (case.path_parameters or {}):
         case.path_parameters["order_no"] = real_order.order_no
