@@ -49,6 +49,10 @@ def test_an_operator_uploads_a_file_and_watches_the_bar_reach_100_percent(
     after_each_refresh()
     imports.run(job.pk, progress=follow)
 
+    # The last refresh shows the import done, and the page stops refreshing:
+    # a click that met a refresh's swap halfway would not be a click at all.
+    expect(page.locator("#import-progress")).to_have_attribute("data-status", "done")
+    expect(page.locator("#import-progress")).not_to_have_attribute("hx-get", re.compile(".*"))
     expect(page.locator("#import-bar")).to_have_attribute("value", "100")
     expect(page.locator("#import-percent")).to_have_text("100 %")
     expect(page.locator("#import-created")).to_have_text("27")
