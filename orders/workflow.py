@@ -121,8 +121,12 @@ _CONDITIONS = {
 _INPUT_CONDITIONS = frozenset({"online_waybill", "verified_signed", "verified_unsigned"})
 
 _ROLES_BY_ACTION: dict[str, frozenset] = {}
+# The rows of the table by (source state, action), in the table's order:
+# every step and every offered action looks its rows up here.
+_MOVES: dict[tuple[str, str], tuple[Move, ...]] = {}
 for _move in TRANSITIONS:
     _ROLES_BY_ACTION[_move.action] = _ROLES_BY_ACTION.get(_move.action, frozenset()) | _move.roles
+    _MOVES[_move.source, _move.action] = (*_MOVES.get((_move.source, _move.action), ()), _move)
 
 
 def roles_for(action) -> frozenset:
@@ -130,8 +134,9 @@ def roles_for(action) -> frozenset:
     return _ROLES_BY_ACTION.get(action, frozenset())
 
 
-def moves_from(state, action) -> list[Move]:
-    return [m for m in TRANSITIONS if m.action == action and m.source == state]
+def moves_from(state, action) -> tuple[Move, ...]:
+    """The rows of the table that take ``action`` from ``state``."""
+    return _MOVES.get((state, action), ())
 
 
 # Actions people take (the rest come from carriers and the sweep), in the
