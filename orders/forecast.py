@@ -25,6 +25,7 @@ the event log.
 """
 
 import datetime
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +50,7 @@ from django.db.models.functions import Coalesce, Least
 from orders.choices import OrderState
 from orders.durations import PROVIDER_STAGES, TRANSIT
 from orders.models import StageDuration
+from portal import kept
 
 S = OrderState
 # The states an order is forecast in: from signed in to on its way to the buyer.
@@ -214,6 +216,29 @@ class Remaining:
 
 # What a forecast reads of a ``StageDuration`` row.
 _FIGURE_FIELDS = ("provider_id", "carrier", "stage", "median", "p90", "samples", "computed_at")
+_Row = namedtuple("_Row", (*_FIGURE_FIELDS, "configured_min_samples", "configured_margin_hours"))
+
+
+def _figures():
+    """Every ``StageDuration`` row as plain values (read every page and
+    sweep), each with the thresholds in force."""
+    # The thresholds live with the risk rules; read by name so that the
+    # orders engine does not import the risks app.
+    thresholds = apps.get_model("risks", "RiskSettings")
+    defaults = thresholds()
+    saved = thresholds.objects.filter(pk=1)
+
+    def configured(name):
+        return Coalesce(Subquery(saved.values(name)), Value(getattr(defaults, name)))
+
+    return StageDuration.objects.annotate(
+        configured_min_samples=configured("forecast_min_samples"),
+        configured_margin_hours=configured("forecast_margin_hours"),
+    ).values(*_Row._fields)
+
+
+# Written by the ORM once per process: it takes no values.
+_FIGURES = kept.Kept(_figures, ((), ()))
 
 
 class Forecaster:
@@ -244,26 +269,16 @@ class Forecaster:
         """The figures as they are now, in one query: the thresholds in force
         (``RiskSettings.forecast_min_samples`` and ``forecast_margin_hours``)
         come along with them, unless given."""
-        # The thresholds live with the risk rules; read by name so that the
-        # orders engine does not import the risks app.
-        thresholds = apps.get_model("risks", "RiskSettings")
-        defaults = thresholds()
-        saved = thresholds.objects.filter(pk=1)
-
-        def configured(name):
-            return Coalesce(Subquery(saved.values(name)), Value(getattr(defaults, name)))
-
-        # Plain rows, not model instances: the figures are read every sweep.
-        rows = list(
-            StageDuration.objects.annotate(
-                configured_min_samples=configured("forecast_min_samples"),
-                configured_margin_hours=configured("forecast_margin_hours"),
-            ).values_list(*_FIGURE_FIELDS, "configured_min_samples", "configured_margin_hours", named=True)
-        )
+        rows = [_Row(**row) for row in _FIGURES.rows(())]
+        if rows:
+            in_force = rows[0].configured_min_samples, rows[0].configured_margin_hours
+        else:  # no figures, so no thresholds came along: the defaults stand in
+            defaults = apps.get_model("risks", "RiskSettings")()
+            in_force = defaults.forecast_min_samples, defaults.forecast_margin_hours
         if min_samples is None:
-            min_samples = rows[0].configured_min_samples if rows else defaults.forecast_min_samples
+            min_samples = in_force[0]
         if margin is None:
-            margin = timedelta(hours=rows[0].configured_margin_hours if rows else defaults.forecast_margin_hours)
+            margin = timedelta(hours=in_force[1])
         return cls(rows, min_samples, margin)
 
     def key(self) -> tuple:

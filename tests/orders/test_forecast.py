@@ -135,6 +135,28 @@ def test_the_python_figures_match_postgresqls(postgres, paces):
 # --- the rule -----------------------------------------------------------------------
 
 
+def test_each_load_reads_the_figures_and_the_thresholds_in_force_through_one_kept_statement(paces):
+    from orders import forecast
+    from risks.models import RiskSettings
+
+    durations.refresh(NOW)
+    loaded = Forecaster.load()
+    assert forecast._FIGURES.statement(()) is not None
+    stored = Forecaster(StageDuration.objects.all(), loaded.min_samples, loaded.margin)
+    assert loaded.key() == stored.key() and loaded.own and loaded.pooled and loaded.carriers
+    assert (loaded.min_samples, loaded.margin) == (
+        RiskSettings().forecast_min_samples,
+        h(RiskSettings().forecast_margin_hours),
+    )
+    cfg = RiskSettings.current()
+    cfg.forecast_min_samples, cfg.forecast_margin_hours = 3, 5
+    cfg.save()
+    StageDuration.objects.filter(provider_id=None, carrier="", stage=S.PACKED).update(median=h(7))
+    again = Forecaster.load()
+    assert (again.min_samples, again.margin) == (3, h(5))
+    assert again.pooled[S.PACKED].median == h(7)
+
+
 @pytest.fixture
 def thresholds(db):
     from risks.models import RiskSettings
