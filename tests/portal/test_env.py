@@ -126,3 +126,15 @@ def test_options_in_the_database_url_come_after_the_jit_switch():
 def test_the_jit_switch_can_be_left_to_the_server():
     url = "postgres://portal@127.0.0.1:5432/portal?options=-c%20a%3D1&options=-c%20b%3D2"
     assert _setting(OPTIONS, DATABASE_URL=url, DB_JIT_OFF="0") == "-c a=1 -c b=2"
+
+
+def test_a_web_process_freezes_what_it_loaded_with_its_views_among_it():
+    # In a process of its own: the freeze lasts as long as the process.
+    script = (
+        "import gc, sys; before = gc.get_freeze_count(); import portal.wsgi; "
+        "print(before, gc.get_freeze_count(), 'orders.views.lists' in sys.modules)"
+    )
+    result = _manage("shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+    before, frozen, views = result.stdout.split()[-3:]
+    assert (before, views) == ("0", "True") and int(frozen) > 50_000
