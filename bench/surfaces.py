@@ -84,7 +84,9 @@ def production_environment() -> dict:
 
 def start():
     """Production settings, the database (built or reused), what beat keeps
-    fresh, static files, the floor views; answers the history's hour."""
+    fresh, static files, the floor views, and the process then loaded as a
+    web process is (``portal.wsgi``: what it loaded kept out of the garbage
+    collector's full collections); answers the history's hour."""
     os.environ.update(production_environment())
     from durations import ensure_history, open_database
 
@@ -95,6 +97,8 @@ def start():
     install_floor_views()
     put_back_leftovers()
     as_beat_would(found["now"])
+    import portal.wsgi  # noqa: F401
+
     print(
         f"{found['orders']:,} orders, {found['events']:,} events over {found['days']} days to "
         f"{found['now']:%Y-%m-%d %H:%M} UTC (ready in {time.perf_counter() - started:.0f} s)",
