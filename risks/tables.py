@@ -160,13 +160,18 @@ class EscalationTable(Table):
         return when
 
     def _take(self, record):
-        """One POST: the escalation is the viewer's, and the queue shows it."""
+        """One POST: the escalation is the viewer's, and the queue shows it.
+
+        The take replaces any refresh of the queue still on its way
+        (``hx-sync``): a refresh answering first would put a new queue in
+        place of the one the take's answer goes into, and the answer, with
+        what it says, would be dropped."""
         value = record.pk
         url = self._assign_url(value)
         return format_html(
             '<button type="submit" form="bulk-form" formaction="{}" name="take" value="{}" '
             'class="btn btn-sm btn-outline-primary text-nowrap" hx-post="{}" hx-target="#results" '
-            'hx-select="#results" hx-swap="outerHTML" data-take>{}</button>',
+            'hx-select="#results" hx-swap="outerHTML" hx-sync="#results:replace" data-take>{}</button>',
             url,
             value,
             url,

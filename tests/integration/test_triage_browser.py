@@ -2,6 +2,7 @@
 refresh, a bulk assignment, "Take it" without a page load, and the page of a
 blocked flow that says what is wrong without opening the order."""
 
+import contextlib
 import re
 
 import pytest
@@ -81,3 +82,48 @@ def test_an_operator_triages_the_queue_and_reads_why_a_flow_is_blocked(
     expect(page.locator("#blocked")).to_have_count(0)
     fourth.order.refresh_from_db()
     assert not fourth.order.flow_blocked
+
+
+def test_a_take_is_not_lost_to_a_refresh_that_answers_first(
+    browser, live_server, settings, operator, merchant_org, provider_org
+):
+    from playwright.sync_api import Error
+
+    settings.LIST_REFRESH_SECONDS = 1
+    escalation = blocked(merchant_org, provider_org, "ERP refuses packing")
+    page = log_in(browser, live_server, operator, r"/operator/")
+    # The queue's refreshes and the take are held on their way, so that a
+    # refresh in flight when "Take it" is clicked answers before the take.
+    refreshes, takes = [], []
+
+    def hold(route):
+        request = route.request
+        if request.method == "GET" and request.headers.get("hx-trigger") == "results":
+            refreshes.append(route)
+        elif request.method == "POST":
+            takes.append(route)
+        else:
+            route.continue_()
+
+    page.route(lambda url: "/escalations/" in url, hold)
+    page.goto(f"{live_server.url}/escalations/")
+    for _ in range(50):
+        if refreshes:
+            break
+        page.wait_for_timeout(100)
+    assert refreshes, "the queue never refreshed"
+    in_flight = list(refreshes)
+    row(page, escalation).locator("[data-take]").click()
+    for _ in range(50):
+        if takes:
+            break
+        page.wait_for_timeout(100)
+    assert takes, "the take was not sent"
+    for route in in_flight:
+        with contextlib.suppress(Error):  # the page gave up on it
+            route.continue_()
+    page.wait_for_timeout(500)
+    takes[0].continue_()
+    said = f"Escalation {escalation.pk} (order {escalation.order.order_no}) is yours."
+    expect(page.locator("#queue-messages")).to_contain_text(said)
+    expect(row(page, escalation)).to_contain_text(operator.username)
