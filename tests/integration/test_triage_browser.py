@@ -84,6 +84,15 @@ def test_an_operator_triages_the_queue_and_reads_why_a_flow_is_blocked(
     assert not fourth.order.flow_blocked
 
 
+def _held(page, routes, seconds=5):
+    """Whether a request was held in ``routes`` within ``seconds``, the page running meanwhile."""
+    for _ in range(seconds * 10):
+        if routes:
+            return True
+        page.wait_for_timeout(100)
+    return bool(routes)
+
+
 def test_a_take_is_not_lost_to_a_refresh_that_answers_first(
     browser, live_server, settings, operator, merchant_org, provider_org
 ):
@@ -107,18 +116,10 @@ def test_a_take_is_not_lost_to_a_refresh_that_answers_first(
 
     page.route(lambda url: "/escalations/" in url, hold)
     page.goto(f"{live_server.url}/escalations/")
-    for _ in range(50):
-        if refreshes:
-            break
-        page.wait_for_timeout(100)
-    assert refreshes, "the queue never refreshed"
+    assert _held(page, refreshes), "the queue never refreshed"
     in_flight = list(refreshes)
     row(page, escalation).locator("[data-take]").click()
-    for _ in range(50):
-        if takes:
-            break
-        page.wait_for_timeout(100)
-    assert takes, "the take was not sent"
+    assert _held(page, takes), "the take was not sent"
     for route in in_flight:
         with contextlib.suppress(Error):  # the page gave up on it
             route.continue_()
