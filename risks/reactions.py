@@ -138,7 +138,7 @@ def _clear(live, group=None, context=_context):
     cleared = {FINISHED: [], CLEARED_BY_STEP: []}
     for rule, pairs in by_rule.items():
         asked = Order.objects.filter(pk__in=sorted({order.pk for order, _row in pairs}))
-        holding = {hit.subject for hit in rules.RULES[rule].evaluate(ctx, asked)}
+        holding = rules.RULES[rule].subjects_hit(ctx, asked)
         for order, row in pairs:
             if row["subject"] not in holding:
                 cleared[FINISHED if order.state in TERMINAL_STATES else CLEARED_BY_STEP].append(row)

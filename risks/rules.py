@@ -96,6 +96,16 @@ class RuleSpec:
     # with a row of ``reads``). ``[reads(ctx)]`` when not given.
     probes: Callable | None = None
 
+    def subjects_hit(self, ctx, orders) -> set[str]:
+        """The subjects the rule hits now among ``orders``: for a rule about
+        single orders its rows (``reads``, each a hit) read as order ids
+        alone, no hit built; a group rule is evaluated whole."""
+        if self.group:
+            return {hit.subject for hit in self.evaluate(ctx, orders)}
+        read = self.reads(ctx, orders)
+        column = "pk" if read.model is Order else "order_id"
+        return {order_subject(pk) for pk in read.values_list(column, flat=True)}
+
     def probe(self, ctx) -> list:
         """What the sweep's probe asks of this rule: any row of these."""
         return self.probes(ctx) if self.probes is not None else [self.reads(ctx)]

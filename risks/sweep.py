@@ -305,7 +305,10 @@ def resolve_rows(rows, resolution, now, why=None) -> int:
     )
     for start in range(0, len(rows), BATCH):
         ids = [row["pk"] for row in rows[start : start + BATCH]]
-        with transaction.atomic():
+        # No savepoint of its own: inside a step's transaction nothing would
+        # roll back to it (an error fails the step), and the sweep runs it on
+        # its own.
+        with transaction.atomic(savepoint=False):
             closing = list(
                 RiskCase.objects.select_for_update(skip_locked=True)
                 .filter(pk__in=ids, status__in=LIVE)
