@@ -275,6 +275,37 @@ def test_a_stalled_case_follows_the_order_into_its_next_state(merchant_org, prov
     assert live(Rule.STALLED).get().details["state"] == S.APPRAISED
 
 
+def test_a_step_closes_the_cases_it_cleared_from_the_rules_rows_without_building_hits(
+    merchant_org, provider_org, platform, now, monkeypatch
+):
+    """After a step, each rule with a live case on the order is asked about it
+    through its rows alone: the stalled case closes with the step, the
+    deadline at risk stays, and no rule builds its hits to tell."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from risks import rules
+
+    order = advance(new_order(merchant_org, provider_org, deadline_in=20 * HOUR), S.SIGNED_IN)
+    backdate(order, state_changed_at=now - 30 * HOUR)
+    run_sweep(now)
+    stalled, at_risk = live(Rule.STALLED, order).get(), live(Rule.DEADLINE_AT_RISK, order).get()
+
+    def built(ctx, orders=None):
+        raise AssertionError("hits built where the rows answer")
+
+    asked = {
+        code: dataclasses.replace(rules.RULES[code], evaluate=built) for code in (Rule.STALLED, Rule.DEADLINE_AT_RISK)
+    }
+    monkeypatch.setattr(rules, "RULES", MappingProxyType({**rules.RULES, **asked}))
+    workflow.perform(order, Action.APPRAISE, workflow.Actor.of_organisation(provider_org), result=AppraisalResult.PASS)
+
+    stalled.refresh_from_db()
+    at_risk.refresh_from_db()
+    assert (stalled.status, stalled.resolution) == (CaseStatus.RESOLVED, Resolution.CONDITION_CLEARED)
+    assert at_risk.status != CaseStatus.RESOLVED and at_risk.resolved_at is None
+
+
 def test_thresholds_are_read_from_the_settings_row(merchant_org, provider_org, now):
     order = advance(new_order(merchant_org, provider_org, deadline_in=timedelta(days=30)), S.SIGNED_IN)
     backdate(order, state_changed_at=now - 10 * HOUR)
