@@ -202,10 +202,11 @@ def apply_stored(pks, attempts: int = 3) -> int:
     return left
 
 
-def apply_batch(pks, attempts: int = 3) -> dict[int, CarrierScan]:
-    """Apply the scans of one webhook batch, just stored (``store_scans``),
-    and return the ones whose outcome it settled, by pk and with their order,
-    so that the answer need not read them again; the others are read back.
+def apply_batch(scans, attempts: int = 3) -> dict[int, CarrierScan]:
+    """Apply the scans of one webhook batch, just stored (``store_scans``'s
+    new instances, whose fields are as stored), and return the ones whose
+    outcome it settled, by pk and with their order, so that the answer need
+    not read them again; the others are read back.
 
     1. Claim the scans still ``pending`` (one that another transaction is
        resolving is left to it) and lock, in one ``SELECT … FOR UPDATE ORDER
@@ -222,23 +223,24 @@ def apply_batch(pks, attempts: int = 3) -> dict[int, CarrierScan]:
        orders, as ``apply_scan`` does after a step. A step the workflow
        refuses goes back to the per-scan path.
     4. Apply the rest one by one (``apply_stored``), in the carrier's order
-       (the order of ``pks``).
+       (the order of ``scans``).
 
     The set is one transaction, tried again on lock contention up to
     ``attempts`` times; if it still fails, its scans take the per-scan path,
     and whatever fails there too stays ``pending`` for the periodic pass.
     """
-    pks = list(pks)
-    settled, rest = _try_set(pks, attempts) if len(pks) >= SET_FROM else ({}, pks)
+    scans = list(scans)
+    pks = [scan.pk for scan in scans]
+    settled, rest = _try_set(scans, attempts) if len(scans) >= SET_FROM else ({}, pks)
     apply_stored(rest, attempts=attempts)
     return settled
 
 
-def _try_set(pks, attempts) -> tuple[dict, list]:
+def _try_set(scans, attempts) -> tuple[dict, list]:
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
-                return _apply_set(pks)
+                return _apply_set(scans)
         except OperationalError as exc:
             if attempt < attempts and _contended(exc):
                 continue
@@ -246,17 +248,22 @@ def _try_set(pks, attempts) -> tuple[dict, list]:
         except (DatabaseError, errors.WorkflowError):
             logger.warning("carrier scans could not be applied as a set; one by one instead", exc_info=True)
         break
-    return {}, pks
+    return {}, [scan.pk for scan in scans]
 
 
-def _apply_set(pks) -> tuple[dict, list]:
+def _apply_set(stored) -> tuple[dict, list]:
     """Inside the set's transaction: steps 1 to 3 of ``apply_batch``. Returns
     the scans applied, by pk, and the pks left for the per-scan path."""
-    scans = list(
+    pks = [scan.pk for scan in stored]
+    # Only the claim is read: a scan still pending is as it was stored (its
+    # outcome and order are all that ever change).
+    claimed = set(
         CarrierScan.objects.select_for_update(skip_locked=True)
         .filter(pk__in=pks, outcome=ScanOutcome.PENDING)
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
+    scans = sorted((scan for scan in stored if scan.pk in claimed), key=operator.attrgetter("pk"))
     named = {scan.order_no for scan in scans if scan.order_no}
     numbers = {scan.tracking_no for scan in scans if not scan.order_no}
     # Each number column is read through its partial index (non-empty

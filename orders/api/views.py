@@ -380,7 +380,7 @@ class CarrierEventsView(APIView):
         # 2. Apply the new ones: the scans that each move their order one step
         #    as one set, the rest one by one. One that cannot be applied now
         #    stays pending and beat's periodic pass applies it.
-        current = carrier.apply_batch([scan.pk for scan, created in stored if created], attempts=BATCH_ATTEMPTS)
+        current = carrier.apply_batch([scan for scan, created in stored if created], attempts=BATCH_ATTEMPTS)
         # What the set did not settle may have moved meanwhile (a scan of the
         # batch can release another): read it back.
         unsettled = {scan.pk for scan, created in stored} - current.keys()
