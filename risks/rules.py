@@ -103,8 +103,7 @@ class RuleSpec:
         if self.group:
             return {hit.subject for hit in self.evaluate(ctx, orders)}
         read = self.reads(ctx, orders)
-        column = "pk" if read.model is Order else "order_id"
-        return {order_subject(pk) for pk in read.values_list(column, flat=True)}
+        return {order_subject(pk) for pk in read.values_list(order_column(read), flat=True)}
 
     def probe(self, ctx) -> list:
         """What the sweep's probe asks of this rule: any row of these."""
@@ -257,6 +256,12 @@ def _order_rows(orders, *fields, **moments):
         deadline=_Moment("auto_confirm_at"),
         **{name: _Moment(column) for name, column in moments.items()},
     )
+
+
+def order_column(rows) -> str:
+    """The column holding the order's id in a rule's rows (``RuleSpec.reads``):
+    orders, or events of an order."""
+    return "pk" if rows.model is Order else "order_id"
 
 
 def order_subject(order_id) -> str:

@@ -221,7 +221,7 @@ def _evaluate(spec, ctx, current) -> tuple[dict, set]:
         hits = {hit.subject: hit for hit in spec.evaluate(ctx)}
         return hits, {subject for subject in current if subject in hits}
     read = spec.reads(ctx)
-    column = "pk" if read.model is Order else "order_id"
+    column = rules.order_column(read)
     with_case = Exists(RiskCase.objects.filter(rule=spec.code, status__in=LIVE, order=OuterRef(column)))
     still, new = set(), set()
     for order_id, has_case in read.annotate(has_live_case=with_case).values_list(column, "has_live_case"):
