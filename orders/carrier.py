@@ -230,13 +230,12 @@ def apply_batch(scans, attempts: int = 3) -> dict[int, CarrierScan]:
     and whatever fails there too stays ``pending`` for the periodic pass.
     """
     scans = list(scans)
-    pks = [scan.pk for scan in scans]
-    settled, rest = _try_set(scans, attempts) if len(scans) >= SET_FROM else ({}, pks)
-    apply_stored(rest, attempts=attempts)
+    settled = _try_set(scans, attempts) if len(scans) >= SET_FROM else {}
+    apply_stored([scan.pk for scan in scans if scan.pk not in settled], attempts=attempts)
     return settled
 
 
-def _try_set(scans, attempts) -> tuple[dict, list]:
+def _try_set(scans, attempts) -> dict:
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
@@ -248,12 +247,12 @@ def _try_set(scans, attempts) -> tuple[dict, list]:
         except (DatabaseError, errors.WorkflowError):
             logger.warning("carrier scans could not be applied as a set; one by one instead", exc_info=True)
         break
-    return {}, [scan.pk for scan in scans]
+    return {}
 
 
-def _apply_set(stored) -> tuple[dict, list]:
+def _apply_set(stored) -> dict:
     """Inside the set's transaction: steps 1 to 3 of ``apply_batch``. Returns
-    the scans applied, by pk, and the pks left for the per-scan path."""
+    the scans applied, by pk; the rest take the per-scan path."""
     pks = [scan.pk for scan in stored]
     # Only the claim is read: a scan still pending is as it was stored (its
     # outcome and order are all that ever change).
@@ -293,7 +292,7 @@ def _apply_set(stored) -> tuple[dict, list]:
         if action is not None:
             chosen.append((scan, order, action))
     if len(chosen) < SET_FROM:
-        return {}, pks
+        return {}
     steps = [
         workflow.Step(order, action, {"carrier": scan.carrier, "tracking_no": scan.tracking_no}, scan.occurred_at)
         for scan, order, action in chosen
@@ -311,8 +310,7 @@ def _apply_set(stored) -> tuple[dict, list]:
             applied.append(scan)
     _save_applied(applied)
     _apply_waiting([scan.order for scan in applied])
-    settled = {scan.pk: scan for scan in applied}
-    return settled, [pk for pk in pks if pk not in settled]
+    return {scan.pk: scan for scan in applied}
 
 
 def _save_applied(scans) -> None:
